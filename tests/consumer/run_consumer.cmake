@@ -1,0 +1,26 @@
+# Builds tests/consumer/project against mscl either after `cmake --install` (MODE=find_package)
+# or through add_subdirectory (MODE=add_subdirectory), then runs it.
+file(REMOVE_RECURSE ${WORK_DIR})
+file(MAKE_DIRECTORY ${WORK_DIR})
+if(MODE STREQUAL "find_package")
+  execute_process(COMMAND ${CMAKE_COMMAND} -S ${MSCL_SOURCE_DIR} -B ${WORK_DIR}/mscl-build
+                          -DMSCL_BUILD_TESTS=OFF -DMSCL_BUILD_BENCHMARKS=OFF -DMSCL_BUILD_EXAMPLES=OFF
+                          -DCMAKE_INSTALL_PREFIX=${WORK_DIR}/prefix RESULT_VARIABLE rc)
+  if(rc) message(FATAL_ERROR "configuring mscl failed") endif()
+  execute_process(COMMAND ${CMAKE_COMMAND} --install ${WORK_DIR}/mscl-build RESULT_VARIABLE rc)
+  if(rc) message(FATAL_ERROR "installing mscl failed") endif()
+  set(extra -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix -DCONSUMER_MODE=find_package)
+else()
+  set(extra -DMSCL_DIR_FOR_SUBDIR=${MSCL_SOURCE_DIR} -DCONSUMER_MODE=add_subdirectory)
+endif()
+execute_process(COMMAND ${CMAKE_COMMAND} -S ${MSCL_SOURCE_DIR}/tests/consumer/project -B ${WORK_DIR}/build ${extra}
+                RESULT_VARIABLE rc)
+if(rc) message(FATAL_ERROR "configuring the consumer failed") endif()
+execute_process(COMMAND ${CMAKE_COMMAND} --build ${WORK_DIR}/build RESULT_VARIABLE rc)
+if(rc) message(FATAL_ERROR "building the consumer failed") endif()
+execute_process(COMMAND ${WORK_DIR}/build/consumer OUTPUT_VARIABLE out RESULT_VARIABLE rc)
+message(STATUS "consumer printed: ${out}")
+if(rc) message(FATAL_ERROR "the consumer program failed") endif()
+if(NOT out MATCHES "consumer ok")
+  message(FATAL_ERROR "the consumer did not print 'consumer ok'")
+endif()
