@@ -12,3 +12,7 @@
 #include "autograd/node.hpp"
 #include "autograd/engine.hpp"
 #include "ops/elementwise.hpp"
+#include "ops/shape_ops.hpp"
+#include "ops/reduce.hpp"
+#include "ops/linalg.hpp"
+#include "ops/loss.hpp"

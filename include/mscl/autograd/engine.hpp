@@ -52,59 +52,61 @@ void run_backward(const tensor<T, Backend>& root, const tensor<T, Backend>& grad
                                             << to_string(root.shape()));
   no_grad guard;  // backward functions are not themselves recorded
 
-  // Topological order (iterative DFS, post-order), over tensors that have a grad_fn.
-  std::vector<impl_t*> order;
-  std::unordered_set<impl_t*> visited;
-  std::vector<std::pair<impl_t*, std::size_t>> stack;
-  if (root.impl()->grad_fn) stack.push_back({root.impl().get(), 0});
-  visited.insert(root.impl().get());
+  using node_t = node<T, Backend>;
+  if (!root.impl()->grad_fn) {  // root is a leaf
+    detail::accumulate_into(root.impl()->grad, grad_root, root.shape(), "root");
+    return;
+  }
+  // Topological order of nodes (iterative DFS, post-order).
+  std::vector<std::shared_ptr<node_t>> order;
+  std::unordered_set<node_t*> visited;
+  std::vector<std::pair<std::shared_ptr<node_t>, std::size_t>> stack;
+  stack.push_back({root.impl()->grad_fn, 0});
+  visited.insert(root.impl()->grad_fn.get());
   while (!stack.empty()) {
-    auto& [cur, next] = stack.back();
-    const auto& ins = cur->grad_fn->inputs;
-    if (next < ins.size()) {
-      impl_t* child = ins[next++].get();
-      if (child && child->grad_fn && !visited.count(child)) {
-        visited.insert(child);
-        stack.push_back({child, 0});
+    auto& top = stack.back();
+    MSCL_CHECK(top.first->backward, value_error,
+               "backward: the graph was already consumed by an earlier backward pass (node '"
+                   << top.first->name << "')");
+    const auto& ins = top.first->inputs;
+    if (top.second < ins.size()) {
+      std::shared_ptr<node_t> child = ins[top.second++].producer;
+      if (child && !visited.count(child.get())) {
+        visited.insert(child.get());
+        stack.push_back({std::move(child), 0});
       }
     } else {
-      order.push_back(cur);
+      order.push_back(top.first);
       stack.pop_back();
     }
   }
 
-  std::unordered_map<impl_t*, std::shared_ptr<impl_t>> pending;
-  if (root.impl()->grad_fn) {
-    pending[root.impl().get()] = grad_root.clone().impl();
-  } else {  // root is a leaf
-    detail::accumulate_into(root.impl()->grad, grad_root, root.shape(), "root");
-    return;
-  }
+  std::unordered_map<node_t*, std::shared_ptr<impl_t>> pending;
+  pending[root.impl()->grad_fn.get()] = grad_root.clone().impl();
 
   for (std::size_t k = order.size(); k-- > 0;) {
-    impl_t* cur = order[k];
-    auto node_ptr = cur->grad_fn;
-    MSCL_CHECK(node_ptr && node_ptr->backward, value_error,
-               "backward: the graph was already consumed by an earlier backward pass");
+    node_t* cur = order[k].get();
     auto it = pending.find(cur);
-    if (it == pending.end()) continue;  // no gradient reached this tensor
-    tensor_t gout(it->second);
-    pending.erase(it);
-    std::vector<tensor_t> grads = node_ptr->backward(gout);
-    MSCL_CHECK(grads.size() == node_ptr->inputs.size(), value_error,
-               "autograd: backward of '" << node_ptr->name << "' returned " << grads.size()
-                                         << " gradients for " << node_ptr->inputs.size() << " inputs");
-    for (std::size_t i = 0; i < grads.size(); ++i) {
-      const auto& in = node_ptr->inputs[i];
-      if (!in || !grads[i].defined()) continue;
-      if (in->grad_fn)
-        detail::accumulate_into(pending[in.get()], grads[i], in->shape, node_ptr->name);
-      else if (in->requires_grad)
-        detail::accumulate_into(in->grad, grads[i], in->shape, node_ptr->name);
+    if (it != pending.end()) {
+      tensor_t gout(it->second);
+      pending.erase(it);
+      std::vector<tensor_t> grads = cur->backward(gout);
+      MSCL_CHECK(grads.size() == cur->inputs.size(), value_error,
+                 "autograd: backward of '" << cur->name << "' returned " << grads.size() << " gradients for "
+                                           << cur->inputs.size() << " inputs");
+      for (std::size_t i = 0; i < grads.size(); ++i) {
+        const auto& e = cur->inputs[i];
+        if (!e.active() || !grads[i].defined()) continue;
+        if (e.producer)
+          detail::accumulate_into(pending[e.producer.get()], grads[i], e.shape, cur->name);
+        else
+          detail::accumulate_into(e.leaf->grad, grads[i], e.shape, cur->name);
+      }
     }
-    // Release saved tensors and the edges: the graph is consumed.
-    node_ptr->backward = nullptr;
-    node_ptr->inputs.clear();
+    // Release saved tensors and edges: the graph is consumed.
+    cur->backward = nullptr;
+    cur->inputs.clear();
+    order[k].reset();
   }
 }
 

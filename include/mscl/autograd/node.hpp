@@ -17,15 +17,39 @@
 
 namespace mscl::autograd {
 
+/// Where an input's gradient goes: the node that produced it, or the leaf tensor itself.
+/// Edges do not own intermediate tensors (only their producers), so activations are freed as
+/// soon as nothing but the graph would refer to them; only what a backward function captured
+/// is kept.
+template <class T, class Backend>
+struct edge {
+  std::shared_ptr<node<T, Backend>> producer;       ///< set for non-leaf inputs
+  std::shared_ptr<tensor_impl<T, Backend>> leaf;     ///< set for leaves that require grad
+  shape_t shape;
+  bool active() const { return producer || leaf; }
+};
+
 template <class T, class Backend>
 struct node {
   using tensor_t = tensor<T, Backend>;
   using backward_fn = std::function<std::vector<tensor_t>(const tensor_t& grad_output)>;
 
   std::string name;
-  std::vector<std::shared_ptr<tensor_impl<T, Backend>>> inputs;  ///< null where no grad is needed
+  std::vector<edge<T, Backend>> inputs;  ///< inactive where no grad is needed
   backward_fn backward;
 };
+
+namespace detail {
+template <class T, class Backend>
+edge<T, Backend> edge_to(const tensor<T, Backend>& t) {
+  edge<T, Backend> e;
+  if (!t.requires_grad()) return e;
+  e.shape = t.shape();
+  if (t.impl()->grad_fn) e.producer = t.impl()->grad_fn;
+  else e.leaf = t.impl();
+  return e;
+}
+}  // namespace detail
 
 /// True when any input requires grad and recording is on.
 template <class T, class Backend>
@@ -48,7 +72,7 @@ tensor<T, Backend> record(tensor<T, Backend> out, const char* name,
   auto n = std::make_shared<node<T, Backend>>();
   n->name = name;
   n->inputs.reserve(inputs.size());
-  for (const auto& t : inputs) n->inputs.push_back(t.requires_grad() ? t.impl() : nullptr);
+  for (const auto& t : inputs) n->inputs.push_back(detail::edge_to(t));
   n->backward = std::move(backward);
   out.impl()->grad_fn = std::move(n);
   out.impl()->requires_grad = true;
@@ -65,7 +89,7 @@ tensor<T, Backend> record(tensor<T, Backend> out, const char* name, const std::v
   if (!any) return out;
   auto n = std::make_shared<node<T, Backend>>();
   n->name = name;
-  for (const auto& t : inputs) n->inputs.push_back(t.requires_grad() ? t.impl() : nullptr);
+  for (const auto& t : inputs) n->inputs.push_back(detail::edge_to(t));
   n->backward = std::move(backward);
   out.impl()->grad_fn = std::move(n);
   out.impl()->requires_grad = true;

@@ -145,7 +145,7 @@ class tensor {
 
   /// All elements in row-major order (copies; works for any strides).
   std::vector<T> to_vector() const {
-    std::vector<T> out(std::size_t(numel()));
+    std::vector<T> out(static_cast<std::size_t>(numel()));
     copy_strided_to(out.data());
     return out;
   }

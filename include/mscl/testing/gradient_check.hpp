@@ -38,8 +38,10 @@ struct gradient_check_result {
 template <class B = cpu>
 using function_of_inputs = std::function<tensor<double, B>(const std::vector<tensor<double, B>>&)>;
 
-template <class B = cpu>
-gradient_check_result check_gradients(const function_of_inputs<B>& f, std::vector<tensor<double, B>> inputs,
+/// `f` maps the input list to any tensor; it is called once with recording on, then many
+/// times under no_grad.
+template <class B = cpu, class F>
+gradient_check_result check_gradients(F&& f, std::vector<tensor<double, B>> inputs,
                                       const gradient_check_options& opt = {}) {
   gradient_check_result res;
   std::ostringstream report;
