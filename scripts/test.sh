@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test command of the README's quick start (and of .ci/run): installs what is missing,
+# configures, builds the tests, examples and benchmarks, and runs ctest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+build_dir=${MSCL_BUILD_DIR:-build}
+cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release
+cmake --build "$build_dir" -j"$(nproc)"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+ctest --test-dir "$build_dir" --output-on-failure -j"$(nproc)" "$@"
