@@ -9,7 +9,7 @@ core_packages=(build-essential cmake ninja-build ccache pkg-config
   libeigen3-dev nlohmann-json3-dev catch2 libbenchmark-dev
   libdnnl-dev libjpeg62-turbo-dev libturbojpeg0-dev libpng-dev
   libavformat-dev libavcodec-dev libavutil-dev libswscale-dev)
-dev_packages=(python3 python3-numpy python3-torch python3-torchvision python3-opencv libjemalloc2)
+dev_packages=(python3 python3-numpy python3-torch python3-torchvision python3-opencv libjemalloc2 libopenblas0-pthread)
 
 packages=("${core_packages[@]}")
 if [[ "${1:-}" != "--core" ]]; then packages+=("${dev_packages[@]}"); fi

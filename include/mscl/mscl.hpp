@@ -24,3 +24,8 @@
 #include "nn/layers.hpp"
 #include "models/video_resnet.hpp"
 #include "optim/sgd.hpp"
+#include "io/atomic_file.hpp"
+#include "io/key_map.hpp"
+#include "io/safetensors.hpp"
+#include "io/npy.hpp"
+#include "train/progress.hpp"
