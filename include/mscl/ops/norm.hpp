@@ -1,0 +1,157 @@
+/// \file norm.hpp
+/// \brief Batch normalisation as autograd ops: `batch_norm` and the fused `batch_norm_relu`
+///        (PyTorch `F.batch_norm` semantics), over any input of rank >= 2 with channels on axis 1
+///        (`nc`, `ncl`, `nchw`, `ncthw`).
+///
+/// Training mode normalises with the batch statistics (biased variance) and updates the running
+/// buffers in place exactly as PyTorch does:
+/// \f$ \mu_r \leftarrow (1-m)\mu_r + m\,\mu_B,\quad \sigma^2_r \leftarrow (1-m)\sigma^2_r + m\,\frac{M}{M-1}\sigma^2_B \f$
+/// (M = elements per channel; the running variance takes the UNBIASED batch variance).
+/// Evaluation mode normalises with the running statistics. The fused variant exists because in
+/// a ResNet almost every BN is followed by a ReLU: one pass writes the activated output and the
+/// backward pass masks by its sign, which saves a full read+write of the activation each way.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "../backend/cpu/batch_norm.hpp"
+#include "common.hpp"
+
+namespace mscl::ops {
+
+namespace detail {
+
+template <class T, class B>
+void check_bn_param(const tensor<T, B>& p, index_t channels, const tensor<T, B>& x, const char* who,
+                    const char* what) {
+  if (!p.defined()) return;
+  MSCL_CHECK(p.dim() == 1 && p.size(0) == channels, shape_error,
+             who << ": " << what << " must have shape [" << channels << "] (channels of x, axis 1); got " << what
+                 << " shape " << to_string(p.shape()) << " for x shape " << to_string(x.shape()));
+}
+
+/// A contiguous 1-D copy of a per-channel tensor, or an empty vector when undefined.
+template <class T, class B>
+std::vector<T> channel_values(const tensor<T, B>& p) {
+  return p.defined() ? p.to_vector() : std::vector<T>();
+}
+
+template <class T, class B>
+tensor<T, B> batch_norm_impl(const tensor<T, B>& x, const tensor<T, B>& weight, const tensor<T, B>& bias,
+                             const tensor<T, B>& running_mean, const tensor<T, B>& running_var, bool training,
+                             double momentum, double eps, bool relu, const char* who) {
+  require_cpu<B>();
+  MSCL_CHECK(x.defined(), shape_error, who << ": x is an undefined tensor");
+  MSCL_CHECK(x.dim() >= 2, shape_error,
+             who << ": x must have rank >= 2 with channels on axis 1 (nc, nchw, ncthw), got shape "
+                 << to_string(x.shape()));
+  check_nonempty(x, who);
+  const index_t channels = x.size(1);
+  check_bn_param(weight, channels, x, who, "weight");
+  check_bn_param(bias, channels, x, who, "bias");
+  check_bn_param(running_mean, channels, x, who, "running_mean");
+  check_bn_param(running_var, channels, x, who, "running_var");
+  MSCL_CHECK(running_mean.defined() == running_var.defined(), value_error,
+             who << ": running_mean and running_var must both be given or both be undefined");
+  MSCL_CHECK(eps > 0, value_error, who << ": eps must be positive, got " << eps);
+  MSCL_CHECK(momentum >= 0 && momentum <= 1, value_error, who << ": momentum must lie in [0, 1], got " << momentum);
+
+  backend::cpu_kernels::bn_dims d;
+  d.n = x.size(0);
+  d.c = channels;
+  d.s = x.numel() / (d.n * d.c);
+  // Like PyTorch: without running buffers, evaluation mode also uses batch statistics.
+  const bool batch_stats = training || !running_mean.defined();
+  MSCL_CHECK(!batch_stats || d.per_channel() > 1, value_error,
+             who << ": expected more than 1 value per channel when using batch statistics, got input shape "
+                 << to_string(x.shape()));
+
+  const tensor<T, B> xc = contiguous_data(x);
+  const std::vector<T> w = channel_values(weight), b = channel_values(bias);
+  const T* wp = w.empty() ? nullptr : w.data();
+  const T* bp = b.empty() ? nullptr : b.data();
+  tensor<T, B> out = tensor<T, B>::empty(x.shape());
+  auto mean = std::make_shared<std::vector<double>>(std::size_t(d.c));
+  auto invstd = std::make_shared<std::vector<double>>(std::size_t(d.c));
+
+  if (batch_stats) {
+    std::vector<double> var(std::size_t(d.c));
+    backend::cpu_kernels::batch_norm_forward_train(xc.data(), wp, bp, out.data(), mean->data(), var.data(), d, eps,
+                                                   relu);
+    for (index_t c = 0; c < d.c; ++c) (*invstd)[std::size_t(c)] = 1.0 / std::sqrt(var[std::size_t(c)] + eps);
+    if (training && running_mean.defined()) {
+      // In place on the caller's buffers (handles share storage); strided 1-D views are fine.
+      tensor<T, B> rm = running_mean, rv = running_var;
+      const index_t sm = rm.strides()[0], sv = rv.strides()[0];
+      const double unbias = double(d.per_channel()) / double(d.per_channel() - 1);
+      for (index_t c = 0; c < d.c; ++c) {
+        T& m = rm.data()[c * sm];
+        T& v = rv.data()[c * sv];
+        m = T((1 - momentum) * double(m) + momentum * (*mean)[std::size_t(c)]);
+        v = T((1 - momentum) * double(v) + momentum * var[std::size_t(c)] * unbias);
+      }
+    }
+  } else {
+    const std::vector<T> rm = running_mean.to_vector(), rv = running_var.to_vector();
+    for (index_t c = 0; c < d.c; ++c) {
+      (*mean)[std::size_t(c)] = double(rm[std::size_t(c)]);
+      (*invstd)[std::size_t(c)] = 1.0 / std::sqrt(double(rv[std::size_t(c)]) + eps);
+    }
+    backend::cpu_kernels::batch_norm_forward_apply(xc.data(), mean->data(), invstd->data(), wp, bp, out.data(), d,
+                                                   relu);
+  }
+
+  if (!autograd::any_requires_grad({x, weight, bias})) return out;
+  const bool gx = x.requires_grad(), gw = weight.requires_grad(), gb = bias.requires_grad();
+  const tensor<T, B> xs = xc.detach();
+  const tensor<T, B> ys = relu ? out.detach() : tensor<T, B>();
+  auto wv = std::make_shared<std::vector<T>>(w);
+  const shape_t xshape = x.shape();
+  return autograd::record(
+      out, relu ? "batch_norm_relu" : "batch_norm", {x, weight, bias},
+      [=](const tensor<T, B>& g) {
+        const tensor<T, B> gc = contiguous_data(g);
+        tensor<T, B> dx = gx ? tensor<T, B>::empty(xshape) : tensor<T, B>();
+        tensor<T, B> dw = gw ? tensor<T, B>::empty({d.c}) : tensor<T, B>();
+        tensor<T, B> db = gb ? tensor<T, B>::empty({d.c}) : tensor<T, B>();
+        backend::cpu_kernels::batch_norm_backward(xs.data(), relu ? ys.data() : nullptr, gc.data(), mean->data(),
+                                                  invstd->data(), wv->empty() ? nullptr : wv->data(),
+                                                  gx ? dx.data() : nullptr, gw ? dw.data() : nullptr,
+                                                  gb ? db.data() : nullptr, d, batch_stats);
+        return std::vector<tensor<T, B>>{dx, dw, db};
+      });
+}
+
+}  // namespace detail
+
+/// Batch normalisation over axis 1 (PyTorch `F.batch_norm`).
+///
+/// \tparam T float or double.  \tparam B backend (cpu).
+/// Requires: x of rank >= 2 and non-empty; weight, bias, running_mean, running_var each either
+/// undefined or of shape [C] with C = x.size(1); running_mean and running_var both defined or
+/// both undefined; eps > 0; momentum in [0, 1]; more than one value per channel when batch
+/// statistics are used. Throws shape_error / value_error otherwise, naming both shapes.
+/// Ensures: training (or no running buffers): y = (x - mean_B)/sqrt(var_B + eps)*weight + bias with
+/// the biased batch variance; the running buffers (when given and training) are updated in place:
+/// running = (1 - momentum)*running + momentum*batch, using the unbiased batch variance.
+/// Evaluation: the running statistics are used and not modified. Undefined weight/bias mean
+/// affine=false. Gradients flow to x, weight and bias (never to the running buffers).
+template <class T, class B>
+tensor<T, B> batch_norm(const tensor<T, B>& x, const tensor<T, B>& weight, const tensor<T, B>& bias,
+                        const tensor<T, B>& running_mean, const tensor<T, B>& running_var, bool training,
+                        double momentum = 0.1, double eps = 1e-5) {
+  return detail::batch_norm_impl(x, weight, bias, running_mean, running_var, training, momentum, eps, false,
+                                 "batch_norm");
+}
+
+/// relu(batch_norm(...)) in one pass (same requirements and buffer updates as batch_norm); the
+/// backward pass masks the incoming gradient by the sign of the output.
+template <class T, class B>
+tensor<T, B> batch_norm_relu(const tensor<T, B>& x, const tensor<T, B>& weight, const tensor<T, B>& bias,
+                             const tensor<T, B>& running_mean, const tensor<T, B>& running_var, bool training,
+                             double momentum = 0.1, double eps = 1e-5) {
+  return detail::batch_norm_impl(x, weight, bias, running_mean, running_var, training, momentum, eps, true,
+                                 "batch_norm_relu");
+}
+
+}  // namespace mscl::ops
