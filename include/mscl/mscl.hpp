@@ -28,4 +28,8 @@
 #include "io/key_map.hpp"
 #include "io/safetensors.hpp"
 #include "io/npy.hpp"
+#include "io/state_dict.hpp"
 #include "train/progress.hpp"
+#include "flow/tvl1.hpp"
+#include "flow/quantize.hpp"
+#include "flow/colorwheel.hpp"
