@@ -228,17 +228,17 @@ inline npy_header npy_parse_preamble(const std::string& bytes, const std::string
   std::uint64_t numel = 1;
   for (index_t d : h.shape)
     MSCL_CHECK(!__builtin_mul_overflow(numel, std::uint64_t(d), &numel), io_error,
-               "read_npy: '" << path << "' has shape " << to_string(h.shape) << ", too many elements");
+               "read_npy: '" << path << "' has shape " << mscl::to_string(h.shape) << ", too many elements");
   std::uint64_t need = 0;
   MSCL_CHECK(!__builtin_mul_overflow(numel, std::uint64_t(h.item_size()), &need), io_error,
-             "read_npy: '" << path << "' has shape " << to_string(h.shape) << ", too many bytes");
+             "read_npy: '" << path << "' has shape " << mscl::to_string(h.shape) << ", too many bytes");
   const std::uint64_t have = bytes.size() - h.data_offset;
   MSCL_CHECK(have >= need, io_error,
-             "read_npy: '" << path << "' is truncated: shape " << to_string(h.shape) << " of " << h.descr << " needs "
+             "read_npy: '" << path << "' is truncated: shape " << mscl::to_string(h.shape) << " of " << h.descr << " needs "
                            << need << " data bytes but only " << have << " follow the header");
   MSCL_CHECK(have == need, io_error,
              "read_npy: '" << path << "' has " << (have - need) << " unexpected bytes after the " << need
-                           << " data bytes of shape " << to_string(h.shape));
+                           << " data bytes of shape " << mscl::to_string(h.shape));
   return h;
 }
 
@@ -337,9 +337,9 @@ void write_npy(const std::string& path, const tensor<T>& t) {
 /// Writes int64 `values` with `shape` as '<i8' atomically.
 inline void write_npy_int64(const std::string& path, const std::vector<std::int64_t>& values, const shape_t& shape) {
   for (index_t d : shape)
-    MSCL_CHECK(d >= 0, shape_error, "write_npy_int64: '" << path << "': negative extent in shape " << to_string(shape));
+    MSCL_CHECK(d >= 0, shape_error, "write_npy_int64: '" << path << "': negative extent in shape " << mscl::to_string(shape));
   MSCL_CHECK(index_t(values.size()) == numel_of(shape), shape_error,
-             "write_npy_int64: '" << path << "': shape " << to_string(shape) << " holds " << numel_of(shape)
+             "write_npy_int64: '" << path << "': shape " << mscl::to_string(shape) << " holds " << numel_of(shape)
                                   << " elements but " << values.size() << " values were given");
   const std::string head = detail::npy_make_preamble("<i8", shape);
   write_file_atomic(path, [&](atomic_file& f) {
