@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "elementwise.hpp"
+#include "reduce.hpp"
 #include "shape_ops.hpp"
 
 namespace mscl::ops {
