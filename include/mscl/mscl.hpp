@@ -44,6 +44,7 @@
 #include "data/rawframes.hpp"
 #include "data/verify.hpp"
 #include "optim/schedule.hpp"
+#include "augment/policies.hpp"
 #include "ssl/info_nce.hpp"
 #include "ssl/memory_queue.hpp"
 #include "ssl/momentum.hpp"
