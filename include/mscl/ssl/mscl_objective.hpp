@@ -1,0 +1,296 @@
+/// \file mscl_objective.hpp
+/// \brief The MSCL objective (ALGORITHM.md §1–§4): RGB and flow MoCo v2 branches with momentum
+///        key encoders and negative queues, the cross-modal head (same_kn), FRA's augmented-flow
+///        terms and LMCL — one code path whose parts are switched by `mscl_options`. The MoCo-RGB
+///        baseline is this objective with every motion part off (`mscl_options::moco_rgb()`).
+///
+/// Inputs per step (`mscl_batch`): two RGB views I_q, I_k (B×3×T×H×W, normalised) and four
+/// colour-coded flow clips X_q, X_k, Y_q, Y_k (B×3×T×H×W in [0,1]). What the flow tensors hold
+/// is the data pipeline's business (ALGORITHM.md §1.6): the intended pairing (§11 A1, default of
+/// the pipeline) is X = F(clip), Y = R_β F(clip) with one β per sample.
+///
+/// Defaults follow §11's fixes; each has a compatibility switch reproducing the release:
+///  - A3: one EMA update and one momentum clock per step for the flow key encoder
+///        (`official_double_flow_ema` = two updates and a double clock);
+///  - A4: all negatives come from the banks as they were before this step's enqueue, both banks
+///        are enqueued after the losses (`official_bank_order` = flow-aug and RGB→flow terms see
+///        the flow bank after the base flow keys were enqueued);
+///  - A5: the augmented cross-modal terms have a real weight (default 1.0 = release).
+///
+/// The eight loss terms and their log names: loss_cls (RGB), loss_cls_flow, loss_cls_flow_aug,
+/// loss_cls_mx (RGB→flow), loss_cls_mx_r (flow→RGB), loss_cls_mx_aug, loss_cls_mx_r_aug, loss_pos
+/// (LMCL). Shuffle-BN: within one process the key encoders' batch statistics do not depend on the
+/// order of the batch, so it is a no-op here; data-parallel training (dist/) needs it.
+#pragma once
+#include <cmath>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "../models/tpn_neck.hpp"
+#include "../models/video_resnet.hpp"
+#include "../ops/shape_ops.hpp"
+#include "fra.hpp"
+#include "info_nce.hpp"
+#include "lmcl.hpp"
+#include "memory_queue.hpp"
+#include "momentum.hpp"
+#include "projection.hpp"
+
+namespace mscl::ssl {
+
+struct mscl_options {
+  // ---- which parts run (ablations); the MoCo-RGB baseline switches all four off
+  bool flow_moco = true;    ///< L_flow: flow↔flow MoCo
+  bool cross_modal = true;  ///< L_mx, L_mx_r (and their aug versions when fra)
+  bool lmcl = true;         ///< L_pos
+  bool fra = true;          ///< augmented (rotated) flow: L_flow_aug, aug cross-modal terms, LMCL negatives
+  // ---- sizes
+  index_t rgb_width = 64;   ///< r3d_18 base width (64 = torchvision)
+  index_t flow_width = 16;  ///< flow backbone base width (16 = release)
+  index_t neck_channels = 128;
+  index_t embedding_dim = 128;
+  index_t queue_size = 65536;
+  // ---- contrastive hyper-parameters
+  double temperature = 0.07;
+  double queue_decay = 0.99999;        ///< age decay of bank entries (§1.4, A6); 1 = off
+  double momentum_base = 0.994;        ///< cosine schedule start (§1.3)
+  std::int64_t momentum_samples = std::int64_t(219136) * 400;  ///< samples over which m reaches 1
+  bool fixed_momentum = false;         ///< MoCo baseline configs: constant `fixed_momentum_value`
+  double fixed_momentum_value = 0.999;
+  // ---- loss weights (all 1 in the release)
+  double w_rgb = 1, w_flow = 1, w_flow_aug = 1, w_mx = 1, w_mx_r = 1, w_mx_aug = 1, w_mx_r_aug = 1, w_pos = 1;
+  // ---- compatibility with the released code (§11)
+  bool official_double_flow_ema = false;  ///< A3
+  bool official_bank_order = false;       ///< A4
+  std::uint64_t seed = 0;
+
+  bool uses_flow() const { return flow_moco || cross_modal || lmcl || fra; }
+  /// The MoCo-RGB baseline: the same objective with every motion part off.
+  static mscl_options moco_rgb() {
+    mscl_options o;
+    o.flow_moco = o.cross_modal = o.lmcl = o.fra = false;
+    return o;
+  }
+};
+
+template <class T, class B = cpu>
+struct mscl_batch {
+  tensor<T, B> rgb_q, rgb_k;                      ///< B×3×T×H×W
+  tensor<T, B> flow_q, flow_k, flow_aug_q, flow_aug_k;  ///< B×3×T×H×W colour-coded flow (unused parts may be undefined)
+};
+
+struct mscl_step_stats {
+  std::map<std::string, double> losses;      ///< per term, unweighted
+  std::map<std::string, double> accuracies;  ///< top-1 of the positive per term
+  double momentum_rgb = 0, momentum_flow = 0;
+};
+
+/// Query or key encoder of one modality: backbone (no fc) + projection MLP, L2-normalised output.
+template <class T, class B, class Backbone>
+class embedding_encoder : public nn::module<T, B> {
+ public:
+  embedding_encoder(std::shared_ptr<Backbone> net, index_t dim, std::uint64_t seed) {
+    backbone = this->register_module("backbone", std::move(net));
+    generator gen(seed);
+    const index_t f = backbone->feature_dim();
+    mlp = this->register_module("mlp", std::make_shared<projection_head<T, B>>(f, f, dim, gen, true));
+  }
+  /// z = norm(mlp(pool(backbone(x)))); fills taps when given.
+  tensor<T, B> forward(const tensor<T, B>& x, models::video_resnet_taps<T, B>* taps = nullptr) {
+    return mlp->forward(backbone->features(x, taps));
+  }
+  std::shared_ptr<Backbone> backbone;
+  std::shared_ptr<projection_head<T, B>> mlp;
+};
+
+template <class T = float, class B = cpu>
+class mscl_objective : public nn::module<T, B> {
+ public:
+  using tensor_t = tensor<T, B>;
+  using rgb_net = models::r3d_18_t<T, B>;
+  using flow_net = models::r2d_18_flow_t<T, B>;
+  using rgb_encoder = embedding_encoder<T, B, rgb_net>;
+  using flow_encoder = embedding_encoder<T, B, flow_net>;
+
+  explicit mscl_objective(const mscl_options& o) : options_(o) {
+    MSCL_CHECK(o.temperature > 0 && o.embedding_dim > 0 && o.queue_size > 0, value_error,
+               "mscl_objective: temperature, embedding_dim and queue_size must be positive");
+    auto make_rgb = [&](std::uint64_t s) { return std::make_shared<rgb_net>(typename rgb_net::options{0, o.rgb_width, 3, s}); };
+    auto make_flow = [&](std::uint64_t s) { return std::make_shared<flow_net>(typename flow_net::options{0, o.flow_width, 3, s}); };
+    rgb_q = this->register_module("rgb_q", std::make_shared<rgb_encoder>(make_rgb(o.seed + 1), o.embedding_dim, o.seed + 2));
+    rgb_k = this->register_module("rgb_k", std::make_shared<rgb_encoder>(make_rgb(o.seed + 1), o.embedding_dim, o.seed + 2));
+    copy_module_state(*rgb_k, *rgb_q);
+    rgb_k->set_requires_grad(false);
+    generator qgen(o.seed + 7);
+    rgb_queue = std::make_unique<memory_queue<T, B>>(o.embedding_dim, o.queue_size, qgen);
+    if (o.lmcl) {
+      models::tpn_neck_options no;
+      no.in_channels = {2 * o.rgb_width, 4 * o.rgb_width, 8 * o.rgb_width};
+      no.channels = o.neck_channels;
+      no.seed = o.seed + 3;
+      neck = this->register_module("neck", std::make_shared<models::tpn_neck<T, B>>(no));
+      MSCL_CHECK(o.neck_channels == 8 * o.flow_width, value_error,
+                 "mscl_objective: LMCL compares TPN level-0 features (" << o.neck_channels
+                 << " channels) with flow layer4 features (" << 8 * o.flow_width
+                 << " channels); they must match (identity projections, §3)");
+    }
+    if (o.uses_flow()) {
+      flow_q = this->register_module("flow_q", std::make_shared<flow_encoder>(make_flow(o.seed + 4), o.embedding_dim, o.seed + 5));
+      flow_k = this->register_module("flow_k", std::make_shared<flow_encoder>(make_flow(o.seed + 4), o.embedding_dim, o.seed + 5));
+      copy_module_state(*flow_k, *flow_q);
+      flow_k->set_requires_grad(false);
+      flow_queue = std::make_unique<memory_queue<T, B>>(o.embedding_dim, o.queue_size, qgen);
+    }
+  }
+
+  const mscl_options& options() const { return options_; }
+
+  /// Trainable parameters (query encoders, neck).
+  std::vector<tensor_t> trainable_parameters() const {
+    std::vector<tensor_t> out;
+    for (auto& [name, p] : this->named_parameters())
+      if (p.requires_grad()) out.push_back(p);
+    return out;
+  }
+
+  double momentum_at(std::int64_t n_seen) const {
+    if (options_.fixed_momentum) return options_.fixed_momentum_value;
+    return cosine_momentum(options_.momentum_base, options_.momentum_samples)(n_seen);
+  }
+
+  /// One forward of the whole objective: momentum updates, keys, every enabled term, then the
+  /// enqueue of this step's keys. Returns the weighted total (call backward on it).
+  /// update_state = false evaluates the same loss without touching the key encoders, queues or
+  /// clocks (gradient checks, evaluation of a fixed state).
+  tensor_t forward(const mscl_batch<T, B>& batch, mscl_step_stats* stats = nullptr, bool update_state = true) {
+    const mscl_options& o = options_;
+    check_batch(batch);
+    const index_t nb = batch.rgb_q.shape()[0];
+    mscl_step_stats local;
+    mscl_step_stats& st = stats ? *stats : local;
+    st = mscl_step_stats{};
+    const double tau = o.temperature;
+    tensor_t total;
+    auto add_term = [&](const char* name, const info_nce_output<T, B>& r, double w) {
+      st.losses[name] = double(r.loss.item());
+      st.accuracies[name] = r.accuracy;
+      tensor_t weighted = w == 1.0 ? r.loss : ops::scale(r.loss, T(w));
+      total = total.defined() ? ops::add(total, weighted) : weighted;
+    };
+
+    // ---------------- RGB MoCo (§1.5 step 2)
+    models::video_resnet_taps<T, B> rgb_taps;
+    tensor_t zq_r = rgb_q->forward(batch.rgb_q, o.lmcl ? &rgb_taps : nullptr);
+    st.momentum_rgb = momentum_at(n_seen_rgb_);
+    tensor_t zk_r;
+    {
+      no_grad guard;
+      if (update_state) ema_update(*rgb_k, *rgb_q, st.momentum_rgb);
+      zk_r = rgb_k->forward(batch.rgb_k).detach();
+    }
+    const auto bank_r = rgb_queue->snapshot(o.queue_decay);  // W_r: pre-enqueue (both modes)
+    add_term("loss_cls", info_nce(zq_r, zk_r, bank_r.bank, bank_r.weights, tau), o.w_rgb);
+
+    // ---------------- flow branch (§1.5 steps 3–7)
+    tensor_t zk_f, zk_a;
+    if (o.uses_flow()) {
+      models::video_resnet_taps<T, B> flow_taps, aug_taps;
+      tensor_t zq_f = flow_q->forward(batch.flow_q, o.lmcl ? &flow_taps : nullptr);
+      st.momentum_flow = momentum_at(n_seen_flow_);
+      {
+        no_grad guard;
+        if (update_state) ema_update(*flow_k, *flow_q, st.momentum_flow);
+        zk_f = flow_k->forward(batch.flow_k).detach();
+      }
+      auto bank_f = flow_queue->snapshot(o.queue_decay);  // W_f before any enqueue
+      if (o.flow_moco) add_term("loss_cls_flow", info_nce(zq_f, zk_f, bank_f.bank, bank_f.weights, tau), o.w_flow);
+      if (o.official_bank_order && update_state) {  // A4 literal: base flow keys enter the bank first
+        flow_queue->enqueue(zk_f);
+        bank_f = flow_queue->snapshot(o.queue_decay);
+      }
+      tensor_t zq_a;
+      if (o.fra) {
+        zq_a = flow_q->forward(batch.flow_aug_q, o.lmcl ? &aug_taps : nullptr);
+        {
+          no_grad guard;
+          if (o.official_double_flow_ema && update_state) {  // A3 literal: second EMA, clock advanced
+            ema_update(*flow_k, *flow_q, momentum_at(n_seen_flow_ + nb));
+          }
+          zk_a = flow_k->forward(batch.flow_aug_k).detach();
+        }
+        add_term("loss_cls_flow_aug", info_nce(zq_a, zk_a, bank_f.bank, bank_f.weights, tau), o.w_flow_aug);
+      }
+      if (o.cross_modal) {  // same_kn: negatives from the positive key's modality (§2.2)
+        add_term("loss_cls_mx", info_nce(zq_r, zk_f, bank_f.bank, bank_f.weights, tau), o.w_mx);
+        add_term("loss_cls_mx_r", info_nce(zq_f, zk_r, bank_r.bank, bank_r.weights, tau), o.w_mx_r);
+        if (o.fra) {
+          add_term("loss_cls_mx_aug", info_nce(zq_r, zk_a, bank_f.bank, bank_f.weights, tau), o.w_mx_aug);
+          add_term("loss_cls_mx_r_aug", info_nce(zq_a, zk_r, bank_r.bank, bank_r.weights, tau), o.w_mx_r_aug);
+        }
+      }
+      if (o.lmcl) {  // §3: RGB TPN level 0 vs flow layer4 of the base (and aug) query clips
+        tensor_t p0 = neck->forward_level0_from_taps(rgb_taps);
+        tensor_t rgb_frames = spatial_mean(p0);
+        tensor_t flow_frames = spatial_mean(flow_taps.layer4);
+        tensor_t aug_frames = o.fra ? spatial_mean(aug_taps.layer4) : tensor_t();
+        MSCL_CHECK(rgb_frames.shape() == flow_frames.shape(), shape_error,
+                   "mscl_objective: LMCL needs time-aligned features; RGB level 0 gives "
+                       << to_string(rgb_frames.shape()) << ", flow layer4 gives " << to_string(flow_frames.shape()));
+        auto r = lmcl(rgb_frames, flow_frames, aug_frames, tau);
+        st.losses["loss_pos"] = double(r.loss.item());
+        st.accuracies["loss_pos"] = r.accuracy;
+        tensor_t weighted = o.w_pos == 1.0 ? r.loss : ops::scale(r.loss, T(o.w_pos));
+        total = ops::add(total, weighted);
+      }
+      if (update_state) {
+        if (!o.official_bank_order) flow_queue->enqueue(zk_f);
+        n_seen_flow_ += o.official_double_flow_ema && o.fra ? 2 * nb : nb;
+      }
+    }
+    if (update_state) {
+      rgb_queue->enqueue(zk_r);
+      n_seen_rgb_ += nb;
+    }
+    return total;
+  }
+
+  // ---------------- state for checkpoints
+  std::int64_t samples_seen_rgb() const { return n_seen_rgb_; }
+  std::int64_t samples_seen_flow() const { return n_seen_flow_; }
+  void set_samples_seen(std::int64_t rgb, std::int64_t flow) {
+    n_seen_rgb_ = rgb;
+    n_seen_flow_ = flow;
+  }
+
+  std::shared_ptr<rgb_encoder> rgb_q, rgb_k;
+  std::shared_ptr<flow_encoder> flow_q, flow_k;
+  std::shared_ptr<models::tpn_neck<T, B>> neck;
+  std::unique_ptr<memory_queue<T, B>> rgb_queue, flow_queue;
+
+ private:
+  void check_batch(const mscl_batch<T, B>& b) const {
+    auto need = [&](const tensor_t& t, const char* what) {
+      MSCL_CHECK(t.defined() && t.dim() == 5 && t.shape()[1] == 3, shape_error,
+                 "mscl_objective: " << what << " must be B×3×T×H×W, got "
+                                    << (t.defined() ? to_string(t.shape()) : std::string("undefined")));
+      MSCL_CHECK(t.shape()[0] == b.rgb_q.shape()[0], shape_error,
+                 "mscl_objective: " << what << " has batch " << t.shape()[0] << " but rgb_q has " << b.rgb_q.shape()[0]);
+    };
+    need(b.rgb_q, "rgb_q");
+    need(b.rgb_k, "rgb_k");
+    if (options_.uses_flow()) {
+      need(b.flow_q, "flow_q");
+      need(b.flow_k, "flow_k");
+      if (options_.fra) {
+        need(b.flow_aug_q, "flow_aug_q");
+        need(b.flow_aug_k, "flow_aug_k");
+      }
+    }
+  }
+
+  mscl_options options_;
+  std::int64_t n_seen_rgb_ = 0, n_seen_flow_ = 0;
+};
+
+}  // namespace mscl::ssl
