@@ -116,3 +116,11 @@ TEST_CASE("l2_normalize: unit rows and gradient", "[ops][grad]") {
   auto x3 = random_tensor({2, 4, 3}, 15);
   require_ok(check_gradients<>([](const std::vector<T>& v) { return ops::l2_normalize(v[0], 1); }, {x3}));
 }
+
+TEST_CASE("relu propagates NaN like PyTorch (a poisoned input is never silently zeroed)", "[ops]") {
+  auto x = tensor<float>::from_vector({3}, {-1.f, std::numeric_limits<float>::quiet_NaN(), 2.f});
+  const auto y = ops::relu(x).to_vector();
+  REQUIRE(y[0] == 0.f);
+  REQUIRE(std::isnan(y[1]));
+  REQUIRE(y[2] == 2.f);
+}

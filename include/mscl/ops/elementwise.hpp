@@ -80,7 +80,8 @@ tensor<T, B> neg(const tensor<T, B>& x) { return scale(x, T(-1)); }
 
 template <class T, class B>
 tensor<T, B> relu(const tensor<T, B>& x) {
-  auto out = detail::map_unary(x, [](T a) { return a > T(0) ? a : T(0); });
+  // NaN propagates (a < 0 is false for NaN), as in PyTorch: a poisoned input is never zeroed.
+  auto out = detail::map_unary(x, [](T a) { return a < T(0) ? T(0) : a; });
   if (!autograd::any_requires_grad({x})) return out;
   tensor<T, B> saved = out.detach();  // relu'(x) = [out > 0]
   return autograd::record(out, "relu", {x}, [saved](const tensor<T, B>& g) {

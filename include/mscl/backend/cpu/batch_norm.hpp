@@ -45,7 +45,7 @@ inline void bn_affine_run(const T* __restrict x, T* __restrict y, index_t len, T
   for (index_t i = 0; i < len; ++i) {
     const T v = (x[i] - m) * a + b;
     if constexpr (Relu)
-      y[i] = v > T(0) ? v : T(0);
+      y[i] = v < T(0) ? T(0) : v;  // NaN propagates, as in PyTorch
     else
       y[i] = v;
   }
