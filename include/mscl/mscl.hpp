@@ -43,6 +43,7 @@
 #include "data/annotations.hpp"
 #include "data/rawframes.hpp"
 #include "data/verify.hpp"
+#include "data/synthetic.hpp"
 #include "io/video_reader.hpp"
 #include "optim/schedule.hpp"
 #include "augment/policies.hpp"
