@@ -120,10 +120,13 @@ void nce_bank_grad(const T* dl, index_t n, index_t C, const T* bank, index_t d, 
 ///                        all ones. Constant.
 /// \param tau             temperature τ > 0.
 /// \param extra_negatives M×D extra negatives (undefined for none); gradient if it requires one.
+/// \param exclude_own_extra with M = B: row i ignores extra negative i (the current batch's keys
+///                          as negatives, without each query's own positive among them).
 template <class T, class B>
 info_nce_output<T, B> info_nce(const tensor<T, B>& q, const tensor<T, B>& k_pos, const tensor<T, B>& bank,
                                const tensor<T, B>& bank_weights, double tau,
-                               const tensor<T, B>& extra_negatives = tensor<T, B>()) {
+                               const tensor<T, B>& extra_negatives = tensor<T, B>(),
+                               bool exclude_own_extra = false) {
   using tensor_t = tensor<T, B>;
   using ops::detail::check_rank;
   ops::detail::require_cpu<B>();
@@ -152,6 +155,8 @@ info_nce_output<T, B> info_nce(const tensor<T, B>& q, const tensor<T, B>& k_pos,
     MSCL_CHECK(extra_negatives.shape()[1] == d, shape_error,
                "ssl::info_nce: extra_negatives must be M×D with D = " << d << ", got " << to_string(extra_negatives.shape()));
     M = extra_negatives.shape()[0];
+    MSCL_CHECK(!exclude_own_extra || M == n, shape_error,
+               "ssl::info_nce: exclude_own_extra needs one extra negative per query (M = B = " << n << "), got M = " << M);
   }
   const bool recording = autograd::is_grad_enabled();
   MSCL_CHECK(!recording || (!bank.requires_grad() && !bank_weights.requires_grad()), value_error,
@@ -194,6 +199,7 @@ info_nce_output<T, B> info_nce(const tensor<T, B>& q, const tensor<T, B>& k_pos,
       else r.segment(1, K) *= inv_tau;
     }
     if (M > 0) r.segment(1 + K, M) *= inv_tau;
+    if (exclude_own_extra) row[1 + K + i] = -std::numeric_limits<T>::infinity();
     const T neg_max = C > 1 ? r.segment(1, C - 1).maxCoeff() : -std::numeric_limits<T>::infinity();
     const T l0 = row[0];
     row_correct[std::size_t(i)] = l0 >= neg_max ? 1 : 0;

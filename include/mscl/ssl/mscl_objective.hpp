@@ -19,8 +19,8 @@
 ///
 /// The eight loss terms and their log names: loss_cls (RGB), loss_cls_flow, loss_cls_flow_aug,
 /// loss_cls_mx (RGB→flow), loss_cls_mx_r (flow→RGB), loss_cls_mx_aug, loss_cls_mx_r_aug, loss_pos
-/// (LMCL). Shuffle-BN: within one process the key encoders' batch statistics do not depend on the
-/// order of the batch, so it is a no-op here; data-parallel training (dist/) needs it.
+/// (LMCL). Shuffle-BN is emulated in one process by encoding the shuffled key batch in
+/// sub-batches (`key_bn_splits`), see `encode_keys`.
 #pragma once
 #include <cmath>
 #include <map>
@@ -63,6 +63,18 @@ struct mscl_options {
   // ---- compatibility with the released code (§11)
   bool official_double_flow_ema = false;  ///< A3
   bool official_bank_order = false;       ///< A4
+  /// Shuffle-BN in one process: the key batch is permuted and encoded in this many sub-batches
+  /// (each with its own BN statistics), then un-permuted — what MoCo's per-GPU shuffle gives on
+  /// several GPUs. Without it, query and positive key are normalised with statistics of the same
+  /// samples and the model can match them through batch statistics instead of content (measured:
+  /// held-out embeddings collapse). 1 = off.
+  int key_bn_splits = 2;
+  /// The current batch's keys (of the positive's modality, own positive excluded) join each
+  /// term's negatives (§11 "batch keys among negatives"). Without them, keys fresh from the
+  /// current key encoder can be told from the older keys in the queue by their age alone, a
+  /// shortcut that small, fast-changing runs take (measured: training accuracy rises while
+  /// held-out embeddings collapse). false = the release (queue negatives only).
+  bool batch_keys_as_negatives = true;
   std::uint64_t seed = 0;
 
   bool uses_flow() const { return flow_moco || cross_modal || lmcl || fra; }
@@ -172,6 +184,10 @@ class mscl_objective : public nn::module<T, B> {
     st = mscl_step_stats{};
     const double tau = o.temperature;
     tensor_t total;
+    auto nce = [&](const tensor_t& q, const tensor_t& k, const queue_snapshot<T, B>& bank) {
+      return o.batch_keys_as_negatives ? info_nce(q, k, bank.bank, bank.weights, tau, k, true)
+                                       : info_nce(q, k, bank.bank, bank.weights, tau);
+    };
     auto add_term = [&](const char* name, const info_nce_output<T, B>& r, double w) {
       st.losses[name] = double(r.loss.item());
       st.accuracies[name] = r.accuracy;
@@ -187,10 +203,10 @@ class mscl_objective : public nn::module<T, B> {
     {
       no_grad guard;
       if (update_state) ema_update(*rgb_k, *rgb_q, st.momentum_rgb);
-      zk_r = rgb_k->forward(batch.rgb_k).detach();
+      zk_r = encode_keys(*rgb_k, batch.rgb_k, 1);
     }
     const auto bank_r = rgb_queue->snapshot(o.queue_decay);  // W_r: pre-enqueue (both modes)
-    add_term("loss_cls", info_nce(zq_r, zk_r, bank_r.bank, bank_r.weights, tau), o.w_rgb);
+    add_term("loss_cls", nce(zq_r, zk_r, bank_r), o.w_rgb);
 
     // ---------------- flow branch (§1.5 steps 3–7)
     tensor_t zk_f, zk_a;
@@ -201,10 +217,10 @@ class mscl_objective : public nn::module<T, B> {
       {
         no_grad guard;
         if (update_state) ema_update(*flow_k, *flow_q, st.momentum_flow);
-        zk_f = flow_k->forward(batch.flow_k).detach();
+        zk_f = encode_keys(*flow_k, batch.flow_k, 2);
       }
       auto bank_f = flow_queue->snapshot(o.queue_decay);  // W_f before any enqueue
-      if (o.flow_moco) add_term("loss_cls_flow", info_nce(zq_f, zk_f, bank_f.bank, bank_f.weights, tau), o.w_flow);
+      if (o.flow_moco) add_term("loss_cls_flow", nce(zq_f, zk_f, bank_f), o.w_flow);
       if (o.official_bank_order && update_state) {  // A4 literal: base flow keys enter the bank first
         flow_queue->enqueue(zk_f);
         bank_f = flow_queue->snapshot(o.queue_decay);
@@ -217,16 +233,16 @@ class mscl_objective : public nn::module<T, B> {
           if (o.official_double_flow_ema && update_state) {  // A3 literal: second EMA, clock advanced
             ema_update(*flow_k, *flow_q, momentum_at(n_seen_flow_ + nb));
           }
-          zk_a = flow_k->forward(batch.flow_aug_k).detach();
+          zk_a = encode_keys(*flow_k, batch.flow_aug_k, 3);
         }
-        add_term("loss_cls_flow_aug", info_nce(zq_a, zk_a, bank_f.bank, bank_f.weights, tau), o.w_flow_aug);
+        add_term("loss_cls_flow_aug", nce(zq_a, zk_a, bank_f), o.w_flow_aug);
       }
       if (o.cross_modal) {  // same_kn: negatives from the positive key's modality (§2.2)
-        add_term("loss_cls_mx", info_nce(zq_r, zk_f, bank_f.bank, bank_f.weights, tau), o.w_mx);
-        add_term("loss_cls_mx_r", info_nce(zq_f, zk_r, bank_r.bank, bank_r.weights, tau), o.w_mx_r);
+        add_term("loss_cls_mx", nce(zq_r, zk_f, bank_f), o.w_mx);
+        add_term("loss_cls_mx_r", nce(zq_f, zk_r, bank_r), o.w_mx_r);
         if (o.fra) {
-          add_term("loss_cls_mx_aug", info_nce(zq_r, zk_a, bank_f.bank, bank_f.weights, tau), o.w_mx_aug);
-          add_term("loss_cls_mx_r_aug", info_nce(zq_a, zk_r, bank_r.bank, bank_r.weights, tau), o.w_mx_r_aug);
+          add_term("loss_cls_mx_aug", nce(zq_r, zk_a, bank_f), o.w_mx_aug);
+          add_term("loss_cls_mx_r_aug", nce(zq_a, zk_r, bank_r), o.w_mx_r_aug);
         }
       }
       if (o.lmcl) {  // §3: RGB TPN level 0 vs flow layer4 of the base (and aug) query clips
@@ -269,6 +285,38 @@ class mscl_objective : public nn::module<T, B> {
   std::unique_ptr<memory_queue<T, B>> rgb_queue, flow_queue;
 
  private:
+  /// Shuffle-BN (see mscl_options::key_bn_splits): permute, encode in sub-batches, un-permute.
+  /// The permutation is a pure function of (seed, samples seen, which key), so resumed runs
+  /// repeat it exactly.
+  template <class Encoder>
+  tensor_t encode_keys(Encoder& enc, const tensor_t& x, std::uint64_t which) {
+    const index_t n = x.shape()[0];
+    const int splits = std::max(1, std::min<int>(options_.key_bn_splits, int(n / 2)));
+    if (splits <= 1) return enc.forward(x).detach();
+    std::vector<index_t> perm(static_cast<std::size_t>(n));
+    for (index_t i = 0; i < n; ++i) perm[std::size_t(i)] = i;
+    const std::uint64_t stream = 0xB0000000ull + std::uint64_t(n_seen_rgb_) * 4 + which;
+    for (index_t i = n - 1; i > 0; --i) {  // Fisher-Yates with counter-based draws
+      const index_t j = index_t(philox_uniform(options_.seed, stream, std::uint64_t(i)) * double(i + 1)) % (i + 1);
+      std::swap(perm[std::size_t(i)], perm[std::size_t(j)]);
+    }
+    const tensor_t xc = x.is_contiguous() ? x : x.clone();
+    const index_t per = xc.numel() / n;
+    tensor_t shuffled = tensor_t::empty(x.shape());
+    for (index_t i = 0; i < n; ++i)
+      std::copy_n(xc.data() + perm[std::size_t(i)] * per, per, shuffled.data() + i * per);
+    std::vector<tensor_t> parts;
+    for (int s = 0; s < splits; ++s) {
+      const index_t a = n * s / splits, b = n * (s + 1) / splits;
+      parts.push_back(enc.forward(ops::slice(shuffled, 0, a, b).clone()));
+    }
+    const tensor_t z = ops::cat(parts, 0);
+    const index_t d = z.shape()[1];
+    tensor_t out = tensor_t::empty(z.shape());
+    for (index_t i = 0; i < n; ++i) std::copy_n(z.data() + i * d, d, out.data() + perm[std::size_t(i)] * d);
+    return out;
+  }
+
   void check_batch(const mscl_batch<T, B>& b) const {
     auto need = [&](const tensor_t& t, const char* what) {
       MSCL_CHECK(t.defined() && t.dim() == 5 && t.shape()[1] == 3, shape_error,

@@ -30,7 +30,7 @@ inline json default_pretrain_config() {
       {"w_rgb", m.w_rgb}, {"w_flow", m.w_flow}, {"w_flow_aug", m.w_flow_aug}, {"w_mx", m.w_mx}, {"w_mx_r", m.w_mx_r},
       {"w_mx_aug", m.w_mx_aug}, {"w_mx_r_aug", m.w_mx_r_aug}, {"w_pos", m.w_pos},
       {"official_double_flow_ema", m.official_double_flow_ema}, {"official_bank_order", m.official_bank_order},
-      {"seed", m.seed},
+      {"key_bn_splits", m.key_bn_splits}, {"batch_keys_as_negatives", m.batch_keys_as_negatives}, {"seed", m.seed},
       // optimisation
       {"iterations", p.iterations}, {"iterations_per_epoch", p.iterations_per_epoch}, {"lr", p.lr},
       {"reference_batch", 0}, {"min_lr", p.min_lr}, {"warmup", p.warmup}, {"sgd_momentum", p.sgd_momentum},
@@ -93,6 +93,8 @@ inline ssl::mscl_options objective_options(const json& c) {
   m.w_mx_r = c.at("w_mx_r"); m.w_mx_aug = c.at("w_mx_aug"); m.w_mx_r_aug = c.at("w_mx_r_aug"); m.w_pos = c.at("w_pos");
   m.official_double_flow_ema = c.at("official_double_flow_ema");
   m.official_bank_order = c.at("official_bank_order");
+  m.key_bn_splits = c.at("key_bn_splits");
+  m.batch_keys_as_negatives = c.at("batch_keys_as_negatives");
   m.seed = c.at("seed");
   return m;
 }
