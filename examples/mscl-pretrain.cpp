@@ -65,6 +65,7 @@ int main(int argc, char** argv) {
     so.batch = cfg.at("batch"); so.frames = cfg.at("frames"); so.size = cfg.at("size");
     so.prototypes = cfg.at("prototypes"); so.noise = cfg.at("noise"); so.seed = cfg.at("seed").get<std::uint64_t>() + 100;
     so.with_flow = mopts.uses_flow(); so.with_aug = mopts.fra;
+    so.official_literal_flow_views = cfg.at("official_literal_flow_views");
     mscl::data::random_pair_source<float> source(so);
 
     std::filesystem::create_directories(topts.out_dir);

@@ -53,4 +53,5 @@
 #include "ssl/projection.hpp"
 #include "ssl/lmcl.hpp"
 #include "ssl/fra.hpp"
+#include "ssl/flow_views.hpp"
 #include "train/checkpoint.hpp"

@@ -2,17 +2,20 @@
 /// \brief A deterministic synthetic batch source for the MSCL objective, used until (and
 ///        beside) the real video pipeline: each sample is one of `prototypes` random patterns;
 ///        its two views are that pattern plus independent noise, so positive pairs are
-///        learnable while everything else is random. The flow views share the RGB views' pattern
-///        (cross-modal positives are learnable); the augmented flow uses another pattern. Patterns are smooth (per-channel offset plus
+///        learnable while everything else is random. The flow of a sample is its pattern's first
+///        two channels (so cross-modal positives are learnable), max-length normalised, rotated
+///        by FRA and paired into views as the video pipeline does, then colour-coded. Patterns are smooth (per-channel offset plus
 ///        three low-frequency space-time waves): stationary white-noise patterns would be
 ///        indistinguishable after a network's global average pooling. Flow clips follow the same scheme (per
-///        prototype a random flow-like pattern), and the augmented flow is a channel-rotated copy.
+///        prototype a random flow-like pattern), and the augmented flow is its FRA rotation.
 ///        The batch of iteration i depends only on (seed, i): resumed runs see the same data.
 #pragma once
 #include <cmath>
 
 #include "../core/rng.hpp"
 #include "../ops/shape_ops.hpp"
+#include "../flow/colorwheel.hpp"
+#include "../ssl/flow_views.hpp"
 #include "../ssl/mscl_objective.hpp"
 
 namespace mscl::data {
@@ -25,6 +28,7 @@ class random_pair_source {
     double noise = 0.5;
     std::uint64_t seed = 0;
     bool with_flow = true, with_aug = true;
+    bool official_literal_flow_views = false;  ///< §11 A1 (see ssl/flow_views.hpp)
   };
   explicit random_pair_source(const options& o) : o_(o) {
     MSCL_CHECK(o.batch > 0 && o.frames > 0 && o.size > 0 && o.prototypes > 0, value_error,
@@ -42,28 +46,60 @@ class random_pair_source {
     b.rgb_q = view(s, ids, 0, stream++);
     b.rgb_k = view(s, ids, 0, stream++);
     if (o_.with_flow) {
-      b.flow_q = view(s, ids, 1, stream++);
-      b.flow_k = view(s, ids, 1, stream++);
+      // Raw 2-channel flows of the q and k clips (the prototype's first two channels' pattern,
+      // so RGB and flow of a sample are related), max-length normalised, paired into views by
+      // FRA exactly as the video pipeline does (ssl::make_flow_packs), then colour-coded.
+      const shape_t s2{o_.batch, 2, o_.frames, o_.size, o_.size};
+      const tensor<T, B> fa = ssl::normalize_flow_max_length(view(s2, ids, 0, stream++));
+      const tensor<T, B> fb = ssl::normalize_flow_max_length(view(s2, ids, 0, stream++));
       if (o_.with_aug) {
-        b.flow_aug_q = view(s, ids, 2, stream++);
-        b.flow_aug_k = view(s, ids, 2, stream++);
+        std::vector<double> angles;
+        for (index_t i = 0; i < o_.batch; ++i)
+          angles.push_back(ssl::fra_angle(int(philox_uniform(o_.seed, 0xF0A00000u + std::uint64_t(iteration), std::uint64_t(i)) * 8) % 8));
+        const auto packs = ssl::make_flow_packs(fa, fb, angles, o_.official_literal_flow_views);
+        auto [xq, yq] = ssl::split_flow_pack(packs.q);
+        auto [xk, yk] = ssl::split_flow_pack(packs.k);
+        b.flow_q = color_code(xq);
+        b.flow_aug_q = color_code(yq);
+        b.flow_k = color_code(xk);
+        b.flow_aug_k = color_code(yk);
+      } else {
+        b.flow_q = color_code(fa);
+        b.flow_k = color_code(fb);
       }
     }
     return b;
   }
 
  private:
+  // B×2×T×H×W flow → B×3×T×H×W Middlebury colour image in [0,1] (ALGORITHM.md §6.4).
+  static tensor<T, B> color_code(const tensor<T, B>& flow) {
+    const index_t nb = flow.shape()[0], plane = flow.numel() / (2 * nb);
+    tensor<T, B> out = tensor<T, B>::empty({nb, 3, flow.shape()[2], flow.shape()[3], flow.shape()[4]});
+    std::vector<float> u(static_cast<std::size_t>(plane)), v(u.size()), r(u.size()), g(u.size()), bl(u.size());
+    for (index_t i = 0; i < nb; ++i) {
+      const T* src = flow.data() + i * 2 * plane;
+      for (index_t j = 0; j < plane; ++j) {
+        u[std::size_t(j)] = float(src[j]);
+        v[std::size_t(j)] = float(src[plane + j]);
+      }
+      flow::flow_to_rgb_planes(u.data(), v.data(), u.size(), r.data(), g.data(), bl.data());
+      T* dst = out.data() + i * 3 * plane;
+      for (index_t j = 0; j < plane; ++j) {
+        dst[j] = T(r[std::size_t(j)]);
+        dst[plane + j] = T(g[std::size_t(j)]);
+        dst[2 * plane + j] = T(bl[std::size_t(j)]);
+      }
+    }
+    return out;
+  }
   // prototype pattern `id` of modality `kind` plus noise drawn from `stream`.
   tensor<T, B> view(const shape_t& s, const std::vector<index_t>& ids, int kind, std::uint64_t stream) const {
     tensor<T, B> out = tensor<T, B>::empty(s);
     const index_t per = numel_of(s) / s[0];
     T* p = out.data();
     for (index_t i = 0; i < s[0]; ++i) {
-      // RGB (kind 0) and flow (kind 1) views of a sample share its pattern, so the cross-modal
-      // terms have something to align; the augmented flow (kind 2) is an unrelated pattern of the
-      // same prototype, standing in for motion-shuffled flow.
-      const std::uint64_t proto_stream =
-          0xC0FFEE00u + std::uint64_t(ids[std::size_t(i)]) * 8 + std::uint64_t(kind == 2 ? 2 : 0);
+      const std::uint64_t proto_stream = 0xC0FFEE00u + std::uint64_t(ids[std::size_t(i)]) * 8 + std::uint64_t(kind);
       const index_t C = s[1], Tt = s[2], H = s[3], W = s[4];
       for (index_t c = 0; c < C; ++c) {
         // per channel: offset a and three waves (amplitude, integer frequencies in t/y/x, phase)

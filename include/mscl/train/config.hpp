@@ -37,7 +37,7 @@ inline json default_pretrain_config() {
       {"weight_decay", p.weight_decay}, {"clip_norm", p.clip_norm}, {"log_every", p.log_every},
       {"checkpoint_every", p.checkpoint_every}, {"keep_checkpoints", p.keep_checkpoints}, {"out_dir", p.out_dir},
       // data
-      {"source", "random_pairs"}, {"batch", 8}, {"frames", 8}, {"size", 112}, {"prototypes", 64}, {"noise", 0.5},
+      {"source", "random_pairs"}, {"official_literal_flow_views", false}, {"batch", 8}, {"frames", 8}, {"size", 112}, {"prototypes", 64}, {"noise", 0.5},
       {"threads", 2}, {"description", ""}};
 }
 
