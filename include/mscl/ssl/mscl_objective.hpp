@@ -66,14 +66,12 @@ struct mscl_options {
   /// Shuffle-BN in one process: the key batch is permuted and encoded in this many sub-batches
   /// (each with its own BN statistics), then un-permuted — what MoCo's per-GPU shuffle gives on
   /// several GPUs. Without it, query and positive key are normalised with statistics of the same
-  /// samples and the model can match them through batch statistics instead of content (measured:
-  /// held-out embeddings collapse). 1 = off.
+  /// samples, a known shortcut (matching through batch statistics). 1 = off.
   int key_bn_splits = 2;
   /// The current batch's keys (of the positive's modality, own positive excluded) join each
   /// term's negatives (§11 "batch keys among negatives"). Without them, keys fresh from the
-  /// current key encoder can be told from the older keys in the queue by their age alone, a
-  /// shortcut that small, fast-changing runs take (measured: training accuracy rises while
-  /// held-out embeddings collapse). false = the release (queue negatives only).
+  /// current key encoder could be told from the queue's older keys by the encoder's drift.
+  /// false = the release (queue negatives only).
   bool batch_keys_as_negatives = true;
   std::uint64_t seed = 0;
 
