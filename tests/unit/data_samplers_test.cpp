@@ -127,7 +127,7 @@ TEST_CASE("SampleFrames train mode: the four branches of _get_train_clips", "[da
   }
 }
 
-TEST_CASE("a seed fixes the indices; one stream per call", "[data][samplers]") {
+TEST_CASE("a seed fixes the indices, one stream per call", "[data][samplers]") {
   sample_frames s;
   s.clip_len = 8;
   s.frame_interval = 8;

@@ -62,7 +62,7 @@ TEST_CASE("reductions: values and gradients", "[ops][grad]") {
   require_ok(check_gradients<>([](const std::vector<T>& v) { return ops::mean(v[0], -1); }, {a}));
 }
 
-TEST_CASE("matmul and linear against a naive product; gradients", "[ops][grad]") {
+TEST_CASE("matmul and linear against a naive product, and their gradients", "[ops][grad]") {
   auto a = random_tensor({3, 5}, 8), b = random_tensor({5, 2}, 9), bias = random_tensor({2}, 10);
   auto c = ops::matmul(a, b);
   for (index_t i = 0; i < 3; ++i)
@@ -84,7 +84,7 @@ TEST_CASE("matmul and linear against a naive product; gradients", "[ops][grad]")
   }
 }
 
-TEST_CASE("softmax family and cross-entropy against direct formulas; gradients", "[ops][grad]") {
+TEST_CASE("softmax family and cross-entropy against direct formulas, and their gradients", "[ops][grad]") {
   auto x = random_tensor({4, 6}, 13, -3, 3);
   auto ls = ops::log_softmax(x);
   for (index_t i = 0; i < 4; ++i) {

@@ -173,7 +173,7 @@ struct nan_source {
 };
 }  // namespace
 
-TEST_CASE("a non-finite loss stops the run naming term and iteration; the last checkpoint survives", "[ssl][train]") {
+TEST_CASE("a non-finite loss stops the run naming term and iteration, and the last checkpoint survives", "[ssl][train]") {
   const auto dir = tmp_dir("nan_run");
   data::random_pair_source<float>::options so;
   so.batch = 2; so.size = 16;
