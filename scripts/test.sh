@@ -7,5 +7,7 @@ scripts/setup.sh
 build_dir=${MSCL_BUILD_DIR:-build}
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build "$build_dir" -j"$(nproc)"
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+# ctest runs two tests at once on the two cores: one OpenMP thread each avoids oversubscription
+# (spinning OpenMP barriers made multi-threaded tests 5-10x slower side by side).
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 ctest --test-dir "$build_dir" --output-on-failure -j"$(nproc)" "$@"
