@@ -6,6 +6,7 @@
 #include <mscl/config.hpp>
 
 int main(int argc, char* argv[]) {
-  std::cout << "mscl " << mscl::version_string << "\n";
+  // stderr: ctest discovery reads test names from stdout.
+  std::cerr << "mscl " << mscl::version_string << "\n";
   return Catch::Session().run(argc, argv);
 }
