@@ -17,7 +17,10 @@
 #include <mscl/ops/pool.hpp>
 #include <mscl/testing/gradient_check.hpp>
 
+#include "torch_reference.hpp"
+
 using namespace mscl;
+using namespace mscl_test;
 using ops::pool2d_size;
 using ops::pool3d_size;
 
@@ -106,13 +109,6 @@ naive_result naive_adaptive(const std::vector<double>& x, const shape_t& in, con
   return r;
 }
 
-template <class T>
-double max_abs_diff(const std::vector<T>& a, const std::vector<double>& b) {
-  REQUIRE(a.size() == b.size());
-  double m = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(double(a[i]) - b[i]));
-  return m;
-}
 
 shape_t as5d(const shape_t& s4) { return {s4[0], s4[1], 1, s4[2], s4[3]}; }
 
@@ -125,58 +121,6 @@ const std::vector<cfg> cfgs2d = {{{1, 3, 3}, {1, 2, 2}, {0, 1, 1}},
                                  {{1, 3, 2}, {1, 1, 2}, {0, 1, 1}},
                                  {{1, 4, 4}, {1, 3, 1}, {0, 2, 0}}};
 
-// ---------------------------------------------------------------- PyTorch reference runner
-bool torch_available() {
-  static const bool ok = std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0;
-  return ok;
-}
-
-struct torch_case {
-  std::filesystem::path dir;
-  nlohmann::json spec;
-  torch_case(const std::string& name, const std::string& op, nlohmann::json params) {
-    dir = std::filesystem::path(MSCL_BINARY_DIR) / "tests" / "torch_ref" / name;
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
-    spec["op"] = op;
-    spec["params"] = std::move(params);
-    spec["inputs"] = nlohmann::json::object();
-  }
-  void input(const std::string& name, const tensor<double>& t) {
-    const auto v = t.to_vector();
-    std::ofstream f(dir / (name + ".bin"), std::ios::binary);
-    f.write(reinterpret_cast<const char*>(v.data()), std::streamsize(v.size() * sizeof(double)));
-    spec["inputs"][name] = t.shape();
-  }
-  /// mscl's result for output file `name` (out, grad_x, running_mean, ...), compared later.
-  void expect(const std::string& name, const tensor<double>& t) { expected.push_back({name, t.to_vector()}); }
-  std::vector<std::pair<std::string, std::vector<double>>> expected;
-  std::vector<double> read(const std::string& name) const {
-    std::ifstream f(dir / (name + ".bin"), std::ios::binary | std::ios::ate);
-    REQUIRE(f.good());
-    const auto bytes = std::size_t(f.tellg());
-    std::vector<double> v(bytes / sizeof(double));
-    f.seekg(0);
-    f.read(reinterpret_cast<char*>(v.data()), std::streamsize(bytes));
-    return v;
-  }
-};
-
-/// Runs every case in one Python call (importing torch takes seconds) and compares each expected
-/// output with PyTorch's to within tol.
-void check_against_torch(const std::vector<torch_case>& cases, double tol) {
-  std::string cmd = std::string("/usr/bin/python3 ") + MSCL_SOURCE_DIR + "/scripts/torch_ref_norm_pool.py";
-  for (const auto& c : cases) {
-    std::ofstream(c.dir / "case.json") << c.spec.dump();
-    cmd += " " + c.dir.string();
-  }
-  REQUIRE(std::system(cmd.c_str()) == 0);
-  for (const auto& c : cases)
-    for (const auto& [name, mine] : c.expected) {
-      CAPTURE(c.dir.filename().string(), name);
-      CHECK(max_abs_diff(mine, c.read(name)) < tol);
-    }
-}
 
 template <class T>
 tensor<T> run_pool(const tensor<T>& x, const cfg& c, kind kd, bool two_d) {
