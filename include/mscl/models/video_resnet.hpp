@@ -113,7 +113,17 @@ class video_resnet : public nn::module<T, B> {
     index_t width = 64;
     index_t in_channels = 3;
     std::uint64_t seed = 0;
+    /// Blocks per stage at run time; all zero = the type's `Depths` (so r3d_18_t can also build
+    /// the one-block-per-stage R3D-10 of a configuration file without another type).
+    std::array<int, 4> stage_depths{0, 0, 0, 0};
   };
+
+  /// Stage depths of the usual names: 10 → 1,1,1,1; 18 → 2,2,2,2; 34 → 3,4,6,3.
+  static std::array<int, 4> depths_for(int depth) {
+    MSCL_CHECK(depth == 10 || depth == 18 || depth == 34, value_error,
+               "video_resnet: depth must be 10, 18 or 34, got " << depth);
+    return depth == 10 ? std::array<int, 4>{1, 1, 1, 1} : depth == 18 ? std::array<int, 4>{2, 2, 2, 2} : std::array<int, 4>{3, 4, 6, 3};
+  }
 
   explicit video_resnet(const options& o) : options_(o) {
     MSCL_CHECK(o.width > 0 && o.num_classes >= 0 && o.in_channels > 0, value_error,
@@ -122,11 +132,15 @@ class video_resnet : public nn::module<T, B> {
     stem = this->register_module("stem", std::make_shared<conv_bn<T, B>>(
         nn::conv3d_options{o.in_channels, o.width, Stem::kernel(), Stem::stride(), Stem::padding()}, gen));
     index_t in_planes = o.width;
+    const bool runtime_depths = o.stage_depths != std::array<int, 4>{0, 0, 0, 0};
+    for (int d : o.stage_depths)
+      MSCL_CHECK(d >= 0 && (d > 0 || !runtime_depths), value_error, "video_resnet: stage depths must all be positive (or all 0)");
     for (int s = 0; s < 4; ++s) {
       const index_t planes = o.width << s;
       auto layer = std::make_shared<nn::module<T, B>>();
       auto& blocks = stages_[std::size_t(s)];
-      for (int b = 0; b < Depths::value[std::size_t(s)]; ++b) {
+      const int depth = runtime_depths ? o.stage_depths[std::size_t(s)] : Depths::value[std::size_t(s)];
+      for (int b = 0; b < depth; ++b) {
         const index_t stride = (s > 0 && b == 0) ? 2 : 1;
         blocks.push_back(std::make_shared<block_t>(in_planes, planes, stride, gen));
         in_planes = planes;
