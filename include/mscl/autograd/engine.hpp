@@ -27,12 +27,17 @@ void accumulate_into(std::shared_ptr<tensor_impl<T, Backend>>& slot, const tenso
     return;
   }
   tensor<T, Backend> acc(slot);
+  if constexpr (std::is_same_v<Backend, cuda>) {
+    backend::cuda_ops<Backend>::accumulate(acc, g);
+    return;
+  } else {
   const tensor<T, Backend> gc = g.is_contiguous() ? g : g.clone();
   T* a = acc.data();
   const T* b = gc.data();
   const index_t n = acc.numel();
 #pragma omp parallel for schedule(static) if (n > 32768)
   for (index_t i = 0; i < n; ++i) a[i] += b[i];
+  }
 }
 }  // namespace detail
 

@@ -30,20 +30,40 @@ template <class T, class Backend>
 struct node;
 }  // namespace autograd
 
+namespace backend {
+/// The CUDA backend's entry points (device memory, kernels, ops), defined only by
+/// backend/cuda/cuda.hpp (compiled by nvcc with MSCL_WITH_CUDA). Host code names it only inside
+/// `if constexpr (std::is_same_v<B, cuda>)` branches, so cpu builds never instantiate it.
+template <class Backend>
+struct cuda_ops;
+}  // namespace backend
+
 /// Reference-counted memory of one backend.
 template <class T, class Backend>
 class storage {
+#if defined(MSCL_WITH_CUDA)
+  static_assert(std::is_same_v<Backend, cpu> || std::is_same_v<Backend, cuda>, "mscl::storage: unknown backend");
+#else
   static_assert(std::is_same_v<Backend, cpu>,
                 "mscl::storage: only the cpu backend is compiled in this build; the cuda backend "
-                "lives in mscl/backend/cuda/ and needs MSCL_WITH_CUDA");
+                "lives in mscl/backend/cuda/ and needs MSCL_WITH_CUDA (link mscl::cuda, compile with nvcc)");
+#endif
 
  public:
   explicit storage(index_t count) : count_(count) {
-    data_ = static_cast<T*>(caching_allocator::instance().allocate(bytes()));
+    if constexpr (std::is_same_v<Backend, cpu>)
+      data_ = static_cast<T*>(caching_allocator::instance().allocate(bytes()));
+    else
+      data_ = static_cast<T*>(backend::cuda_ops<Backend>::allocate(bytes()));
   }
   storage(const storage&) = delete;
   storage& operator=(const storage&) = delete;
-  ~storage() { caching_allocator::instance().deallocate(data_, bytes()); }
+  ~storage() {
+    if constexpr (std::is_same_v<Backend, cpu>)
+      caching_allocator::instance().deallocate(data_, bytes());
+    else
+      backend::cuda_ops<Backend>::deallocate(data_, bytes());
+  }
   T* data() { return data_; }
   const T* data() const { return data_; }
   index_t count() const { return count_; }
@@ -75,6 +95,8 @@ class tensor {
   using value_type = T;
   using backend_type = Backend;
   using impl_type = tensor_impl<T, Backend>;
+  /// Device tensors: data() is a device pointer; element access goes through copies.
+  static constexpr bool is_device = !std::is_same_v<Backend, cpu>;
 
   tensor() = default;
   explicit tensor(std::shared_ptr<impl_type> impl) : impl_(std::move(impl)) {}
@@ -92,12 +114,14 @@ class tensor {
   }
   static tensor full(const shape_t& shape, T value) {
     tensor t = empty(shape);
-    std::fill_n(t.data(), t.numel(), value);
+    if constexpr (is_device) backend::cuda_ops<Backend>::fill(t.data(), t.numel(), value);
+    else std::fill_n(t.data(), t.numel(), value);
     return t;
   }
   static tensor zeros(const shape_t& shape) {
     tensor t = empty(shape);
-    if (t.numel() > 0) std::memset(static_cast<void*>(t.data()), 0, sizeof(T) * std::size_t(t.numel()));
+    if constexpr (is_device) backend::cuda_ops<Backend>::fill(t.data(), t.numel(), T(0));
+    else if (t.numel() > 0) std::memset(static_cast<void*>(t.data()), 0, sizeof(T) * std::size_t(t.numel()));
     return t;
   }
   static tensor ones(const shape_t& shape) { return full(shape, T(1)); }
@@ -107,7 +131,8 @@ class tensor {
                "tensor::from_vector: shape " << to_string(shape) << " holds " << numel_of(shape)
                                              << " elements but " << values.size() << " values were given");
     tensor t = empty(shape);
-    std::copy(values.begin(), values.end(), t.data());
+    if constexpr (is_device) backend::cuda_ops<Backend>::upload(values.data(), t.data(), t.numel());
+    else std::copy(values.begin(), values.end(), t.data());
     return t;
   }
   static tensor zeros_like(const tensor& other) { return zeros(other.shape()); }
@@ -136,24 +161,49 @@ class tensor {
   const T* data() const { return checked().store->data() + checked().offset; }
 
   /// Element access by multi-index (checked; for tests and small tensors, not hot loops).
-  T& at(const shape_t& index) { return data()[linear_offset(index)]; }
-  T at(const shape_t& index) const { return data()[linear_offset(index)]; }
+  /// Device tensors: only the reading overload (one copy to the host per call).
+  T& at(const shape_t& index) {
+    static_assert(!is_device, "tensor::at: element references exist only for host tensors; read with at() const "
+                              "or to_vector(), write with copy_from()");
+    return data()[linear_offset(index)];
+  }
+  T at(const shape_t& index) const {
+    if constexpr (is_device) {
+      T v;
+      backend::cuda_ops<Backend>::download(data() + linear_offset(index), &v, 1);
+      return v;
+    } else {
+      return data()[linear_offset(index)];
+    }
+  }
   T item() const {
     MSCL_CHECK(numel() == 1, shape_error, "tensor::item: needs exactly one element, shape is " << to_string(shape()));
-    return *data();
+    if constexpr (is_device) {
+      T v;
+      backend::cuda_ops<Backend>::download(data(), &v, 1);
+      return v;
+    } else {
+      return *data();
+    }
   }
 
   /// All elements in row-major order (copies; works for any strides).
   std::vector<T> to_vector() const {
     std::vector<T> out(static_cast<std::size_t>(numel()));
-    copy_strided_to(out.data());
+    if constexpr (is_device) {
+      const tensor c = is_contiguous() ? *this : clone();
+      backend::cuda_ops<Backend>::download(c.data(), out.data(), c.numel());
+    } else {
+      copy_strided_to(out.data());
+    }
     return out;
   }
 
   /// Deep copy into fresh contiguous memory; no autograd history.
   tensor clone() const {
     tensor out = empty(shape());
-    copy_strided_to(out.data());
+    if constexpr (is_device) backend::cuda_ops<Backend>::copy_strided(data(), shape(), strides(), out.data(), out.strides());
+    else copy_strided_to(out.data());
     return out;
   }
   /// Same data, no autograd history.
@@ -170,7 +220,11 @@ class tensor {
     MSCL_CHECK(src.shape() == shape(), shape_error,
                "tensor::copy_from: shape mismatch, destination " << to_string(shape()) << " vs source "
                                                                  << to_string(src.shape()));
-    if (is_contiguous()) {
+    if constexpr (is_device) {
+      // Overlapping source and destination go through a temporary, as on the host.
+      const tensor s = shares_storage_with(src) ? src.clone() : src;
+      backend::cuda_ops<Backend>::copy_strided(s.data(), shape(), s.strides(), data(), strides());
+    } else if (is_contiguous()) {
       src.copy_strided_to(data());
     } else {
       tensor tmp = src.clone();
@@ -178,7 +232,10 @@ class tensor {
     }
   }
   void fill_(T value) {
-    if (is_contiguous()) {
+    if constexpr (is_device) {
+      if (is_contiguous()) backend::cuda_ops<Backend>::fill(data(), numel(), value);
+      else copy_from(full(shape(), value));
+    } else if (is_contiguous()) {
       std::fill_n(data(), numel(), value);
     } else {
       std::vector<T> v(std::size_t(numel()), value);

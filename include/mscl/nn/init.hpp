@@ -18,9 +18,15 @@ std::pair<index_t, index_t> fans(const tensor<T, B>& w) {
 }
 
 template <class T, class B>
-void uniform_(tensor<T, B>& t, double lo, double hi, generator& gen) { gen.fill_uniform(t.data(), t.numel(), lo, hi); }
+void uniform_(tensor<T, B>& t, double lo, double hi, generator& gen) {
+  if constexpr (std::is_same_v<B, cuda>) backend::cuda_ops<B>::fill_uniform(t, lo, hi, gen);  // same draws, uploaded
+  else gen.fill_uniform(t.data(), t.numel(), lo, hi);
+}
 template <class T, class B>
-void normal_(tensor<T, B>& t, double mean, double stddev, generator& gen) { gen.fill_normal(t.data(), t.numel(), mean, stddev); }
+void normal_(tensor<T, B>& t, double mean, double stddev, generator& gen) {
+  if constexpr (std::is_same_v<B, cuda>) backend::cuda_ops<B>::fill_normal(t, mean, stddev, gen);
+  else gen.fill_normal(t.data(), t.numel(), mean, stddev);
+}
 template <class T, class B>
 void constant_(tensor<T, B>& t, double v) { t.fill_(T(v)); }
 

@@ -62,7 +62,10 @@ class batch_norm : public module<T, B> {
     num_batches_tracked = this->register_buffer("num_batches_tracked", tensor_t::zeros({}), /*is_integer=*/true);
   }
   tensor_t forward(const tensor_t& x, bool fuse_relu = false) {
-    if (this->is_training()) num_batches_tracked.data()[0] += T(1);
+    if (this->is_training()) {
+      if constexpr (std::is_same_v<B, cuda>) backend::cuda_ops<B>::add_scalar_inplace(num_batches_tracked, T(1));
+      else num_batches_tracked.data()[0] += T(1);
+    }
     if (fuse_relu)
       return ops::batch_norm_relu(x, weight, bias, running_mean, running_var, this->is_training(), options_.momentum,
                                   options_.eps);

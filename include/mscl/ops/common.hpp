@@ -26,6 +26,14 @@ constexpr void require_cpu() {
                 "(the cuda kernels need MSCL_WITH_CUDA and backend/cuda/)");
 }
 
+/// Routes an op to the cuda backend for `tensor<T, cuda>` (backend::cuda_ops, defined by
+/// backend/cuda/cuda.hpp); the cpu body follows in braces and is all that cpu builds see:
+///   `MSCL_CUDA_DISPATCH(B, add(x, y)) { ...cpu code... }`
+#define MSCL_CUDA_DISPATCH(B, call)                      \
+  if constexpr (std::is_same_v<B, ::mscl::cuda>) {       \
+    return ::mscl::backend::cuda_ops<B>::call;           \
+  } else
+
 /// A contiguous version of `t` (t itself when already contiguous).
 template <class T, class B>
 tensor<T, B> contiguous_data(const tensor<T, B>& t) {

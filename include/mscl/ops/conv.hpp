@@ -40,6 +40,7 @@ backend::cpu_kernels::conv3d_geometry conv3d_geometry_of(const tensor<T, B>& x, 
 template <class T, class B>
 tensor<T, B> conv3d(const tensor<T, B>& x, const tensor<T, B>& w, const tensor<T, B>& bias = {},
                     triple stride = {1, 1, 1}, triple padding = {0, 0, 0}) {
+  MSCL_CUDA_DISPATCH(B, conv3d(x, w, bias, stride, padding)) {
   detail::require_cpu<B>();
   const auto g = detail::conv3d_geometry_of(x, w, bias, stride, padding, "conv3d");
   const tensor<T, B> xc = detail::contiguous_data(x), wc = detail::contiguous_data(w);
@@ -78,6 +79,7 @@ tensor<T, B> conv3d(const tensor<T, B>& x, const tensor<T, B>& w, const tensor<T
     }
     return std::vector<tensor<T, B>>{grad_x, grad_w, grad_b};
   });
+  }
 }
 
 /// 2-D convolution: x n×c×h×w, w k×c×kh×kw (the conv3d kernels with a temporal extent of 1).

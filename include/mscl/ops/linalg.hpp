@@ -19,6 +19,7 @@ using mmap = Eigen::Map<row_matrix<T>>;
 // out = op(a) * op(b), each operand row-major (m×k and k×n after transposition flags).
 template <class T, class B>
 tensor<T, B> gemm(const tensor<T, B>& a, bool ta, const tensor<T, B>& b, bool tb) {
+  MSCL_CUDA_DISPATCH(B, gemm(a, ta, b, tb)) {
   require_cpu<B>();
   const tensor<T, B> ac = contiguous_data(a), bc = contiguous_data(b);
   cmap<T> A(ac.data(), a.shape()[0], a.shape()[1]);
@@ -32,6 +33,7 @@ tensor<T, B> gemm(const tensor<T, B>& a, bool ta, const tensor<T, B>& b, bool tb
   else if (!ta && tb) C.noalias() = A * Bm.transpose();
   else C.noalias() = A.transpose() * Bm.transpose();
   return out;
+  }
 }
 }  // namespace detail
 
@@ -54,6 +56,7 @@ tensor<T, B> matmul(const tensor<T, B>& a, const tensor<T, B>& b) {
 /// x: n×in, weight: out×in, bias: out (may be undefined) → n×out.
 template <class T, class B>
 tensor<T, B> linear(const tensor<T, B>& x, const tensor<T, B>& weight, const tensor<T, B>& bias = {}) {
+  MSCL_CUDA_DISPATCH(B, linear(x, weight, bias)) {
   detail::check_rank(x, 2, "linear", "input");
   detail::check_rank(weight, 2, "linear", "weight");
   MSCL_CHECK(x.shape()[1] == weight.shape()[1], shape_error,
@@ -85,6 +88,7 @@ tensor<T, B> linear(const tensor<T, B>& x, const tensor<T, B>& weight, const ten
                                      gw ? detail::gemm(g, true, xs, false) : tensor<T, B>(), gbias};
   };
   return autograd::record(out, "linear", {x, weight, bias}, backward);
+  }
 }
 
 }  // namespace mscl::ops

@@ -15,6 +15,7 @@ namespace mscl::ops {
 /// log_softmax over the last axis of a 2-D tensor (rows × classes).
 template <class T, class B>
 tensor<T, B> log_softmax(const tensor<T, B>& x) {
+  MSCL_CUDA_DISPATCH(B, log_softmax(x)) {
   detail::require_cpu<B>();
   detail::check_rank(x, 2, "log_softmax", "input");
   detail::check_nonempty(x, "log_softmax");
@@ -44,6 +45,7 @@ tensor<T, B> log_softmax(const tensor<T, B>& x) {
     }, 16);
     return std::vector<tensor<T, B>>{gx};
   });
+  }
 }
 
 template <class T, class B>
@@ -54,6 +56,7 @@ tensor<T, B> softmax(const tensor<T, B>& x) {
 /// Mean over rows of −log softmax(x)[label]. labels: one class index per row.
 template <class T, class B>
 tensor<T, B> cross_entropy(const tensor<T, B>& logits, const std::vector<index_t>& labels) {
+  MSCL_CUDA_DISPATCH(B, cross_entropy(logits, labels)) {
   detail::require_cpu<B>();
   detail::check_rank(logits, 2, "cross_entropy", "logits");
   const index_t n = logits.shape()[0], c = logits.shape()[1];
@@ -90,11 +93,13 @@ tensor<T, B> cross_entropy(const tensor<T, B>& logits, const std::vector<index_t
     }, 16);
     return std::vector<tensor<T, B>>{gx};
   });
+  }
 }
 
 /// x / max(‖x‖₂, eps) along `axis` (PyTorch F.normalize semantics).
 template <class T, class B>
 tensor<T, B> l2_normalize(const tensor<T, B>& x, int axis = 1, double eps = 1e-12) {
+  MSCL_CUDA_DISPATCH(B, l2_normalize(x, axis, eps)) {
   detail::require_cpu<B>();
   detail::check_nonempty(x, "l2_normalize");
   const int a = normalize_axis(axis, x.shape().size(), "l2_normalize");
@@ -138,6 +143,7 @@ tensor<T, B> l2_normalize(const tensor<T, B>& x, int axis = 1, double eps = 1e-1
     }, 1);
     return std::vector<tensor<T, B>>{gx};
   });
+  }
 }
 
 }  // namespace mscl::ops

@@ -40,6 +40,7 @@ template <class T, class B>
 tensor<T, B> batch_norm_impl(const tensor<T, B>& x, const tensor<T, B>& weight, const tensor<T, B>& bias,
                              const tensor<T, B>& running_mean, const tensor<T, B>& running_var, bool training,
                              double momentum, double eps, bool relu, const char* who) {
+  MSCL_CUDA_DISPATCH(B, batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps, relu, who)) {
   require_cpu<B>();
   MSCL_CHECK(x.defined(), shape_error, who << ": x is an undefined tensor");
   MSCL_CHECK(x.dim() >= 2, shape_error,
@@ -120,6 +121,7 @@ tensor<T, B> batch_norm_impl(const tensor<T, B>& x, const tensor<T, B>& weight, 
                                                   gb ? db.data() : nullptr, d, batch_stats);
         return std::vector<tensor<T, B>>{dx, dw, db};
       });
+  }
 }
 
 }  // namespace detail

@@ -77,6 +77,7 @@ inline shape_t pool_out_shape(const shape_t& in, const backend::cpu_kernels::poo
 template <class T, class B>
 tensor<T, B> max_pool_impl(const tensor<T, B>& x, const pool3d_size& kernel, const pool3d_size& stride,
                            const pool3d_size& padding, bool two_d, const char* who) {
+  MSCL_CUDA_DISPATCH(B, max_pool(x, kernel, stride, padding, two_d, who)) {
   require_cpu<B>();
   check_pool_input(x, two_d ? 4 : 5, who);
   const auto p = windowed_params(x, kernel, stride, padding, two_d, who);
@@ -91,11 +92,13 @@ tensor<T, B> max_pool_impl(const tensor<T, B>& x, const pool3d_size& kernel, con
     backend::cpu_kernels::max_pool3d_backward(gc.data(), argmax->data(), dx.data(), p);
     return std::vector<tensor<T, B>>{dx};
   });
+  }
 }
 
 template <class T, class B>
 tensor<T, B> avg_pool_impl(const tensor<T, B>& x, const pool3d_size& kernel, const pool3d_size& stride,
                            const pool3d_size& padding, bool count_include_pad, bool two_d, const char* who) {
+  MSCL_CUDA_DISPATCH(B, avg_pool(x, kernel, stride, padding, count_include_pad, two_d, who)) {
   require_cpu<B>();
   check_pool_input(x, two_d ? 4 : 5, who);
   const auto p = windowed_params(x, kernel, stride, padding, two_d, who);
@@ -109,11 +112,13 @@ tensor<T, B> avg_pool_impl(const tensor<T, B>& x, const pool3d_size& kernel, con
     backend::cpu_kernels::avg_pool3d_backward(gc.data(), dx.data(), p, count_include_pad);
     return std::vector<tensor<T, B>>{dx};
   });
+  }
 }
 
 template <class T, class B>
 tensor<T, B> adaptive_avg_pool_impl(const tensor<T, B>& x, const pool3d_size& output_size, bool two_d,
                                     const char* who) {
+  MSCL_CUDA_DISPATCH(B, adaptive_avg_pool(x, output_size, two_d, who)) {
   require_cpu<B>();
   check_pool_input(x, two_d ? 4 : 5, who);
   for (int a = 0; a < 3; ++a)
@@ -133,6 +138,7 @@ tensor<T, B> adaptive_avg_pool_impl(const tensor<T, B>& x, const pool3d_size& ou
     backend::cpu_kernels::adaptive_avg_pool3d_backward(gc.data(), dx.data(), p);
     return std::vector<tensor<T, B>>{dx};
   });
+  }
 }
 
 }  // namespace detail
@@ -213,6 +219,7 @@ tensor<T, B> adaptive_avg_pool2d(const tensor<T, B>& x, const pool2d_size& outpu
 /// Requires: rank >= 3, non-empty.
 template <class T, class B>
 tensor<T, B> global_avg_pool(const tensor<T, B>& x) {
+  MSCL_CUDA_DISPATCH(B, global_avg_pool(x)) {
   detail::require_cpu<B>();
   MSCL_CHECK(x.defined(), shape_error, "global_avg_pool: x is an undefined tensor");
   MSCL_CHECK(x.dim() >= 3, shape_error,
@@ -229,6 +236,7 @@ tensor<T, B> global_avg_pool(const tensor<T, B>& x) {
     backend::cpu_kernels::global_avg_pool_backward(gc.data(), dx.data(), planes, s);
     return std::vector<tensor<T, B>>{dx};
   });
+  }
 }
 
 }  // namespace mscl::ops

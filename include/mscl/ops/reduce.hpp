@@ -20,6 +20,7 @@ inline void split_around(const shape_t& s, int axis, index_t& outer, index_t& n,
 /// Sum of all elements (a scalar of shape []).
 template <class T, class B>
 tensor<T, B> sum(const tensor<T, B>& x) {
+  MSCL_CUDA_DISPATCH(B, sum(x)) {
   detail::require_cpu<B>();
   const tensor<T, B> xc = detail::contiguous_data(x);
   const T* p = xc.data();
@@ -32,6 +33,7 @@ tensor<T, B> sum(const tensor<T, B>& x) {
   return autograd::record(out, "sum", {x}, [in_shape](const tensor<T, B>& g) {
     return std::vector<tensor<T, B>>{tensor<T, B>::full(in_shape, g.item())};
   });
+  }
 }
 
 template <class T, class B>
@@ -43,6 +45,7 @@ tensor<T, B> mean(const tensor<T, B>& x) {
 /// Sum along `axis`.
 template <class T, class B>
 tensor<T, B> sum(const tensor<T, B>& x, int axis, bool keepdim = false) {
+  MSCL_CUDA_DISPATCH(B, sum(x, axis, keepdim)) {
   detail::require_cpu<B>();
   const int a = normalize_axis(axis, x.shape().size(), "sum");
   index_t outer, n, inner;
@@ -76,6 +79,7 @@ tensor<T, B> sum(const tensor<T, B>& x, int axis, bool keepdim = false) {
     }, 1);
     return std::vector<tensor<T, B>>{gx};
   });
+  }
 }
 
 template <class T, class B>

@@ -66,6 +66,9 @@ class sgd {
         tensor_t& buf = buffers_[k++];
         tensor_t grad = p.grad();
         if (!grad.defined()) continue;  // parameters that got no gradient are left alone
+        if constexpr (std::is_same_v<B, cuda>) {
+          backend::cuda_ops<B>::sgd_update(p, grad, buf, lr, mom, wd, nesterov);
+        } else {
         T* w = p.data();
         const T* gr = grad.data();
         const index_t n = p.numel();
@@ -83,6 +86,7 @@ class sgd {
           const T v = first ? d : mom * b[i] + d;
           b[i] = v;
           w[i] -= lr * (nesterov ? d + mom * v : v);
+        }
         }
       }
     }
@@ -111,12 +115,17 @@ double clip_grad_norm(const std::vector<tensor<T, B>>& params, double max_norm) 
   for (const auto& p : params) {
     tensor<T, B> g = p.grad();
     if (!g.defined()) continue;
+    if constexpr (std::is_same_v<B, cuda>) {
+      total += backend::cuda_ops<B>::sum_of_squares(g);
+      continue;
+    } else {
     const T* d = g.data();
     const index_t n = g.numel();
     double s = 0;
 #pragma omp parallel for reduction(+ : s) schedule(static) if (n > 65536)
     for (index_t i = 0; i < n; ++i) s += double(d[i]) * double(d[i]);
     total += s;
+    }
   }
   const double norm = std::sqrt(total);
   const double coef = max_norm / (norm + 1e-6);
@@ -124,10 +133,15 @@ double clip_grad_norm(const std::vector<tensor<T, B>>& params, double max_norm) 
     for (const auto& p : params) {
       tensor<T, B> g = p.grad();
       if (!g.defined()) continue;
+      if constexpr (std::is_same_v<B, cuda>) {
+        backend::cuda_ops<B>::scale_inplace(g, coef);
+        continue;
+      } else {
       T* d = g.data();
       const index_t n = g.numel();
 #pragma omp parallel for schedule(static) if (n > 65536)
       for (index_t i = 0; i < n; ++i) d[i] = T(d[i] * coef);
+      }
     }
   }
   return norm;

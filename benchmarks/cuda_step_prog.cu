@@ -1,0 +1,123 @@
+// r3d_18 training step / forward timing on the cuda backend: the mscl side of
+// benchmarks/peer_pytorch_gpu.py (scripts/gpu-check.sh runs both). Prints one JSON line:
+//   {"engine":"mscl","device":..,"mode":..,"arch":..,"batch":..,"median_ms":..,"min_ms":..,
+//    "max_ms":..,"clips_per_s":..,"peak_device_mb":..,"tf32":..}
+// The training step matches the PyTorch peer: train-mode forward, 400-way cross-entropy on
+// labels i % 400, backward, SGD(lr 0.01, momentum 0.9, weight decay 1e-4). Each iteration ends
+// with a stream synchronisation, so the time is the step's wall time on the GPU.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <mscl/mscl.hpp>
+#include <string>
+#include <vector>
+
+namespace {
+struct args_t {
+  std::string mode = "train", arch = "r3d_18";
+  long batch = 32, frames = 8, size = 112, iters = 10, warmup = 3;
+  bool tf32 = true, benchmark = true;
+};
+
+args_t parse(int argc, char** argv) {
+  args_t a;
+  for (int i = 1; i < argc; ++i) {
+    std::string k = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) throw mscl::config_error("cuda_step_prog: " + k + " needs a value");
+      return argv[++i];
+    };
+    if (k == "--mode") a.mode = next();
+    else if (k == "--arch") a.arch = next();
+    else if (k == "--batch") a.batch = std::stol(next());
+    else if (k == "--frames") a.frames = std::stol(next());
+    else if (k == "--size") a.size = std::stol(next());
+    else if (k == "--iters") a.iters = std::stol(next());
+    else if (k == "--warmup") a.warmup = std::stol(next());
+    else if (k == "--no-tf32") a.tf32 = false;
+    else if (k == "--heuristic-algos") a.benchmark = false;
+    else if (k == "--help" || k == "-h") {
+      std::cout << "cuda_step_prog --mode train|forward --arch r3d_18|r2d_18_flow --batch N --frames T --size S\n"
+                   "               --iters K --warmup W [--no-tf32] [--heuristic-algos]\n"
+                   "Times one r3d_18 training step (or forward) on the GPU; prints one JSON line.\n";
+      std::exit(0);
+    } else {
+      throw mscl::config_error("cuda_step_prog: unknown option " + k + " (see --help)");
+    }
+  }
+  MSCL_CHECK(a.mode == "train" || a.mode == "forward", mscl::config_error, "cuda_step_prog: --mode must be train or forward");
+  MSCL_CHECK(a.batch > 0 && a.iters > 0 && a.warmup >= 1, mscl::config_error,
+             "cuda_step_prog: --batch and --iters must be positive and --warmup >= 1 (the first step searches "
+             "cuDNN algorithms)");
+  return a;
+}
+
+template <class Net>
+int run(Net& net, const args_t& a) {
+  using dtensor = mscl::tensor<float, mscl::cuda>;
+  mscl::tensor<float> host = mscl::tensor<float>::empty({a.batch, 3, a.frames, a.size, a.size});
+  mscl::generator gen(1);
+  gen.fill_normal(host.data(), host.numel(), 0, 1);
+  const dtensor clip = mscl::to_device(host);
+  std::vector<mscl::index_t> labels;
+  for (long i = 0; i < a.batch; ++i) labels.push_back(i % 400);
+  mscl::optim::sgd<float, mscl::cuda> opt(net.parameters(), {0.01, 0.9, 1e-4, false});
+  std::vector<double> times;
+  for (long it = 0; it < a.warmup + a.iters; ++it) {
+    mscl::cuda_control::synchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    if (a.mode == "forward") {
+      mscl::no_grad guard;
+      net.eval();
+      auto y = net.forward(clip);
+      (void)y;
+    } else {
+      net.train();
+      auto y = net.forward(clip);
+      auto loss = y.shape()[1] == 400 ? mscl::ops::cross_entropy(y, labels) : mscl::ops::mean(y);
+      opt.zero_grad();
+      loss.backward();
+      opt.step();
+    }
+    mscl::cuda_control::synchronize();
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (it >= a.warmup) times.push_back(ms);
+  }
+  std::sort(times.begin(), times.end());
+  const double median = times[times.size() / 2];
+  const auto stats = mscl::cuda_backend::device_allocator::instance().stats();
+  std::printf("{\"engine\":\"mscl\",\"device\":\"%s\",\"mode\":\"%s\",\"arch\":\"%s\",\"batch\":%ld,\"frames\":%ld,"
+              "\"size\":%ld,\"median_ms\":%.3f,\"min_ms\":%.3f,\"max_ms\":%.3f,\"clips_per_s\":%.2f,"
+              "\"peak_device_mb\":%.1f,\"tf32\":%s}\n",
+              mscl::cuda_backend::context().properties.name, a.mode.c_str(), a.arch.c_str(), a.batch, a.frames, a.size,
+              median, times.front(), times.back(), 1000.0 * double(a.batch) / median,
+              double(stats.peak_bytes_in_use) / (1024.0 * 1024.0), a.tf32 ? "true" : "false");
+  return 0;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const args_t a = parse(argc, argv);
+    std::string why;
+    if (!mscl::cuda_control::device_available(&why)) {
+      std::cerr << "cuda_step_prog: no CUDA device (" << why << ")\n";
+      return 3;
+    }
+    mscl::cuda_control::set_allow_tf32(a.tf32);
+    mscl::cuda_control::settings().benchmark_conv_algorithms = a.benchmark;
+    if (a.arch == "r3d_18") {
+      auto net = mscl::models::r3d_18<float, mscl::cuda>(400);
+      return run(net, a);
+    }
+    if (a.arch == "r2d_18_flow") {
+      auto net = mscl::models::r2d_18_flow<float, mscl::cuda>(400);
+      return run(net, a);
+    }
+    throw mscl::config_error("cuda_step_prog: unknown --arch " + a.arch);
+  } catch (const std::exception& e) {
+    std::cerr << e.what() << "\n";
+    return 2;
+  }
+}

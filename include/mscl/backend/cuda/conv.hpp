@@ -1,0 +1,274 @@
+/// \file conv.hpp
+/// \brief conv3d (and conv2d through it) on cuDNN 9: forward, backward-data, backward-filter
+///        and the bias terms, with the algorithm chosen once per shape and cached.
+///
+/// A `conv_plan` per (geometry, element type, TF32 setting) holds the cuDNN descriptors and, per
+/// direction, the chosen algorithm, its math type and workspace size. The choice is made on
+/// the first call in that direction: with `settings().benchmark_conv_algorithms` (the default,
+/// like PyTorch's cudnn.benchmark=True) by timing cuDNN's candidates on the real buffers
+/// (cudnnFind*AlgorithmEx), otherwise by cuDNN's heuristics (cudnnGet*Algorithm_v7). Candidates
+/// needing more workspace than `settings().max_conv_workspace_bytes` (or than half the free
+/// device memory) are skipped. With TF32 disallowed the descriptors use CUDNN_FMA_MATH (no
+/// tensor-core rounding of float inputs).
+#pragma once
+#include <array>
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "../../backend/cpu/conv.hpp"  // conv3d_geometry (the op's shape contract)
+#include "ops_basic.hpp"
+
+namespace mscl::cuda_backend {
+
+namespace detail {
+
+template <class T>
+constexpr cudnnDataType_t cudnn_type() {
+  return std::is_same_v<T, float> ? CUDNN_DATA_FLOAT : CUDNN_DATA_DOUBLE;
+}
+
+/// Scratch memory from the caching allocator, released at scope exit.
+struct workspace {
+  void* ptr = nullptr;
+  std::size_t bytes = 0;
+  explicit workspace(std::size_t b) : bytes(b) {
+    if (bytes) ptr = device_allocator::instance().allocate(bytes);
+  }
+  workspace(const workspace&) = delete;
+  workspace& operator=(const workspace&) = delete;
+  ~workspace() {
+    if (ptr) device_allocator::instance().deallocate(ptr, bytes);
+  }
+};
+
+struct algo_choice {
+  bool chosen = false;
+  int algo = 0;
+  cudnnMathType_t math = CUDNN_DEFAULT_MATH;
+  std::size_t workspace = 0;
+};
+
+struct conv_plan {
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr, bias = nullptr;
+  cudnnFilterDescriptor_t w = nullptr;
+  cudnnConvolutionDescriptor_t conv = nullptr;
+  algo_choice fwd, bwd_data, bwd_filter;
+  cudnnMathType_t base_math = CUDNN_DEFAULT_MATH;
+};
+
+inline void set_5d(cudnnTensorDescriptor_t d, cudnnDataType_t type, std::array<int, 5> dims) {
+  std::array<int, 5> strides;
+  int s = 1;
+  for (int i = 4; i >= 0; --i) {
+    strides[std::size_t(i)] = s;
+    s *= dims[std::size_t(i)];
+  }
+  MSCL_CUDNN_CHECK(cudnnSetTensorNdDescriptor(d, type, 5, dims.data(), strides.data()));
+}
+
+/// The plan for a geometry, created on first use (descriptors only; algorithms lazily).
+template <class T>
+conv_plan& plan_for(const backend::cpu_kernels::conv3d_geometry& g) {
+  static std::mutex mutex;
+  static std::map<std::array<index_t, 18>, std::unique_ptr<conv_plan>> cache;
+  const bool tf32 = std::is_same_v<T, float> && settings().allow_tf32;
+  const std::array<index_t, 18> key{g.n,  g.c_in, g.t,  g.h,  g.w,  g.c_out, g.kt, g.kh, g.kw,
+                                    g.st, g.sh,   g.sw, g.pt, g.ph, g.pw,    index_t(sizeof(T)), index_t(tf32),
+                                    index_t(settings().benchmark_conv_algorithms)};
+  std::lock_guard<std::mutex> lock(mutex);
+  auto& slot = cache[key];
+  if (slot) return *slot;
+  auto p = std::make_unique<conv_plan>();
+  const cudnnDataType_t type = cudnn_type<T>();
+  MSCL_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->x));
+  MSCL_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->y));
+  MSCL_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->bias));
+  MSCL_CUDNN_CHECK(cudnnCreateFilterDescriptor(&p->w));
+  MSCL_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&p->conv));
+  set_5d(p->x, type, {int(g.n), int(g.c_in), int(g.t), int(g.h), int(g.w)});
+  set_5d(p->y, type, {int(g.n), int(g.c_out), int(g.out_t()), int(g.out_h()), int(g.out_w())});
+  set_5d(p->bias, type, {1, int(g.c_out), 1, 1, 1});
+  const std::array<int, 5> wdims{int(g.c_out), int(g.c_in), int(g.kt), int(g.kh), int(g.kw)};
+  MSCL_CUDNN_CHECK(cudnnSetFilterNdDescriptor(p->w, type, CUDNN_TENSOR_NCHW, 5, wdims.data()));
+  const std::array<int, 3> pad{int(g.pt), int(g.ph), int(g.pw)}, stride{int(g.st), int(g.sh), int(g.sw)},
+      dilation{1, 1, 1};
+  MSCL_CUDNN_CHECK(cudnnSetConvolutionNdDescriptor(p->conv, 3, pad.data(), stride.data(), dilation.data(),
+                                                   CUDNN_CROSS_CORRELATION, type));
+  p->base_math = (std::is_same_v<T, float> && !tf32) ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH;
+  MSCL_CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv, p->base_math));
+  std::array<int, 5> out{};
+  MSCL_CUDNN_CHECK(cudnnGetConvolutionNdForwardOutputDim(p->conv, p->x, p->w, 5, out.data()));
+  MSCL_CHECK(out[2] == g.out_t() && out[3] == g.out_h() && out[4] == g.out_w(), shape_error,
+             "cuda conv3d: cuDNN's output extent [" << out[2] << ", " << out[3] << ", " << out[4]
+                                                    << "] differs from mscl's for " << g.to_string());
+  slot = std::move(p);
+  return *slot;
+}
+
+/// Workspace budget for the algorithm search.
+inline std::size_t search_budget() {
+  std::size_t free_b = 0, total_b = 0;
+  MSCL_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+  return std::min(settings().max_conv_workspace_bytes, free_b / 2);
+}
+
+/// Picks the first usable candidate (cuDNN sorts them fastest first).
+template <class Perf>
+algo_choice pick(const Perf* results, int count, std::size_t budget, const conv_plan& p, const char* what,
+                 const backend::cpu_kernels::conv3d_geometry& g) {
+  for (int i = 0; i < count; ++i) {
+    if (results[i].status != CUDNN_STATUS_SUCCESS || results[i].memory > budget) continue;
+    algo_choice c;
+    c.chosen = true;
+    c.algo = int(results[i].algo);
+    // Without TF32 keep FMA math whatever cuDNN reports for the candidate.
+    c.math = p.base_math == CUDNN_FMA_MATH ? CUDNN_FMA_MATH : results[i].mathType;
+    c.workspace = results[i].memory;
+    return c;
+  }
+  MSCL_CHECK(false, cuda_error, "cuda conv3d: cuDNN offers no usable " << what << " algorithm for " << g.to_string());
+  return {};
+}
+
+}  // namespace detail
+
+struct conv_ops {
+  template <class T>
+  using dtensor = tensor<T, cuda>;
+
+  /// y = conv3d(x, w) + bias; the forward/backward contract of ops::conv3d.
+  template <class T>
+  static dtensor<T> conv3d(const dtensor<T>& x, const dtensor<T>& w, const dtensor<T>& bias, std::array<index_t, 3> stride,
+                           std::array<index_t, 3> padding) {
+    const auto g = ops::detail::conv3d_geometry_of(x, w, bias, stride, padding, "conv3d");
+    const dtensor<T> xc = detail::contiguous(x), wc = detail::contiguous(w);
+    dtensor<T> y = dtensor<T>::empty({g.n, g.c_out, g.out_t(), g.out_h(), g.out_w()});
+    forward(g, xc, wc, bias, y);
+    const bool gx = x.requires_grad(), gw = w.requires_grad(), gb = bias.requires_grad();
+    if (!(gx || gw || gb) || !autograd::is_grad_enabled()) return y;
+    dtensor<T> xs = gw ? xc.detach() : dtensor<T>(), ws = gx ? wc.detach() : dtensor<T>();
+    return autograd::record(y, "conv3d", {x, w, bias}, [g, xs, ws, gx, gw, gb](const dtensor<T>& gout) {
+      const dtensor<T> gy = detail::contiguous(gout);
+      dtensor<T> grad_x, grad_w, grad_b;
+      if (gx) {
+        grad_x = dtensor<T>::empty({g.n, g.c_in, g.t, g.h, g.w});
+        backward_data(g, gy, ws, grad_x);
+      }
+      if (gw) {
+        grad_w = dtensor<T>::empty({g.c_out, g.c_in, g.kt, g.kh, g.kw});
+        backward_filter(g, xs, gy, grad_w);
+      }
+      if (gb) {
+        grad_b = dtensor<T>::empty({g.c_out});
+        backward_bias(g, gy, grad_b);
+      }
+      return std::vector<dtensor<T>>{grad_x, grad_w, grad_b};
+    });
+  }
+
+ private:
+  template <class T>
+  static void forward(const backend::cpu_kernels::conv3d_geometry& g, const dtensor<T>& x, const dtensor<T>& w,
+                      const dtensor<T>& bias, dtensor<T>& y) {
+    auto& p = detail::plan_for<T>(g);
+    cudnnHandle_t h = context().cudnn;
+    const T one = T(1), zero = T(0);
+    if (!p.fwd.chosen) {
+      int max_count = 0;
+      MSCL_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &max_count));
+      std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(std::size_t(std::max(max_count, 1)));
+      int count = 0;
+      const std::size_t budget = detail::search_budget();
+      MSCL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.base_math));
+      if (settings().benchmark_conv_algorithms) {
+        detail::workspace ws(budget);
+        MSCL_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(h, p.x, x.data(), p.w, w.data(), p.conv, p.y, y.data(),
+                                                                max_count, &count, perf.data(), ws.ptr, ws.bytes));
+      } else {
+        MSCL_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, p.x, p.w, p.conv, p.y, max_count, &count, perf.data()));
+      }
+      p.fwd = detail::pick(perf.data(), count, budget, p, "forward", g);
+    }
+    MSCL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.fwd.math));
+    detail::workspace ws(p.fwd.workspace);
+    MSCL_CUDNN_CHECK(cudnnConvolutionForward(h, &one, p.x, x.data(), p.w, w.data(), p.conv,
+                                             cudnnConvolutionFwdAlgo_t(p.fwd.algo), ws.ptr, ws.bytes, &zero, p.y,
+                                             y.data()));
+    if (bias.defined()) {
+      const dtensor<T> bc = detail::contiguous(bias);
+      MSCL_CUDNN_CHECK(cudnnAddTensor(h, &one, p.bias, bc.data(), &one, p.y, y.data()));
+    }
+  }
+
+  template <class T>
+  static void backward_data(const backend::cpu_kernels::conv3d_geometry& g, const dtensor<T>& gy, const dtensor<T>& w,
+                            dtensor<T>& gx) {
+    auto& p = detail::plan_for<T>(g);
+    cudnnHandle_t h = context().cudnn;
+    const T one = T(1), zero = T(0);
+    if (!p.bwd_data.chosen) {
+      int max_count = 0;
+      MSCL_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, &max_count));
+      std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(std::size_t(std::max(max_count, 1)));
+      int count = 0;
+      const std::size_t budget = detail::search_budget();
+      MSCL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.base_math));
+      if (settings().benchmark_conv_algorithms) {
+        detail::workspace ws(budget);
+        MSCL_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(h, p.w, w.data(), p.y, gy.data(), p.conv, p.x,
+                                                                     gx.data(), max_count, &count, perf.data(), ws.ptr,
+                                                                     ws.bytes));
+      } else {
+        MSCL_CUDNN_CHECK(
+            cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p.w, p.y, p.conv, p.x, max_count, &count, perf.data()));
+      }
+      p.bwd_data = detail::pick(perf.data(), count, budget, p, "backward-data", g);
+    }
+    MSCL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.bwd_data.math));
+    detail::workspace ws(p.bwd_data.workspace);
+    MSCL_CUDNN_CHECK(cudnnConvolutionBackwardData(h, &one, p.w, w.data(), p.y, gy.data(), p.conv,
+                                                  cudnnConvolutionBwdDataAlgo_t(p.bwd_data.algo), ws.ptr, ws.bytes,
+                                                  &zero, p.x, gx.data()));
+  }
+
+  template <class T>
+  static void backward_filter(const backend::cpu_kernels::conv3d_geometry& g, const dtensor<T>& x,
+                              const dtensor<T>& gy, dtensor<T>& gw) {
+    auto& p = detail::plan_for<T>(g);
+    cudnnHandle_t h = context().cudnn;
+    const T one = T(1), zero = T(0);
+    if (!p.bwd_filter.chosen) {
+      int max_count = 0;
+      MSCL_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, &max_count));
+      std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(std::size_t(std::max(max_count, 1)));
+      int count = 0;
+      const std::size_t budget = detail::search_budget();
+      MSCL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.base_math));
+      if (settings().benchmark_conv_algorithms) {
+        detail::workspace ws(budget);
+        MSCL_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(h, p.x, x.data(), p.y, gy.data(), p.conv, p.w,
+                                                                       gw.data(), max_count, &count, perf.data(),
+                                                                       ws.ptr, ws.bytes));
+      } else {
+        MSCL_CUDNN_CHECK(
+            cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p.x, p.y, p.conv, p.w, max_count, &count, perf.data()));
+      }
+      p.bwd_filter = detail::pick(perf.data(), count, budget, p, "backward-filter", g);
+    }
+    MSCL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.bwd_filter.math));
+    detail::workspace ws(p.bwd_filter.workspace);
+    MSCL_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, &one, p.x, x.data(), p.y, gy.data(), p.conv,
+                                                    cudnnConvolutionBwdFilterAlgo_t(p.bwd_filter.algo), ws.ptr,
+                                                    ws.bytes, &zero, p.w, gw.data()));
+  }
+
+  template <class T>
+  static void backward_bias(const backend::cpu_kernels::conv3d_geometry& g, const dtensor<T>& gy, dtensor<T>& gb) {
+    auto& p = detail::plan_for<T>(g);
+    const T one = T(1), zero = T(0);
+    MSCL_CUDNN_CHECK(cudnnConvolutionBackwardBias(context().cudnn, &one, p.y, gy.data(), &zero, p.bias, gb.data()));
+  }
+};
+
+}  // namespace mscl::cuda_backend

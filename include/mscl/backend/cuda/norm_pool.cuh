@@ -1,0 +1,240 @@
+/// \file norm_pool.cuh
+/// \brief Device kernels for the parts of batch-norm that cuDNN does not cover (fused ReLU,
+///        evaluation-mode backward) and for pooling with the CPU backend's exact semantics
+///        (first-maximum argmax, NaN-propagating max, PyTorch's average divisors, adaptive
+///        windows). Compiled by nvcc only.
+#pragma once
+#include <cstdint>
+
+#include "elementwise.cuh"
+
+namespace mscl::cuda_backend::kernels {
+
+template <class T>
+__global__ void relu_inplace(T* p, i64 n) {
+  for (i64 i = i64(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += i64(blockDim.x) * gridDim.x)
+    if (p[i] < T(0)) p[i] = T(0);
+}
+
+/// invstd[c] = 1/sqrt(var[c] + eps) (evaluation mode statistics).
+template <class T>
+__global__ void invstd_from_var(const T* __restrict__ var, T* __restrict__ invstd, i64 c, double eps) {
+  for (i64 i = i64(blockIdx.x) * blockDim.x + threadIdx.x; i < c; i += i64(blockDim.x) * gridDim.x)
+    invstd[i] = T(1.0 / ::sqrt(double(var[i]) + eps));
+}
+
+/// Per-channel sums over (n, s) of x laid out [n, c, s]: sum_dy[c] += dy, sum_dyx[c] +=
+/// dy * (x - mean[c]) * invstd[c]. Grid: (blocks per channel, c).
+template <class T>
+__global__ void bn_channel_sums(const T* __restrict__ x, const T* __restrict__ dy, const T* __restrict__ mean,
+                                const T* __restrict__ invstd, double* __restrict__ sum_dy,
+                                double* __restrict__ sum_dyx, i64 n, i64 c, i64 s) {
+  __shared__ double shared[32];
+  const i64 ch = blockIdx.y;
+  const double m = double(mean[ch]), is = double(invstd[ch]);
+  double a = 0, b = 0;
+  const i64 per = n * s;
+  for (i64 k = i64(blockIdx.x) * blockDim.x + threadIdx.x; k < per; k += i64(blockDim.x) * gridDim.x) {
+    const i64 idx = ((k / s) * c + ch) * s + k % s;
+    const double g = double(dy[idx]);
+    a += g;
+    b += g * (double(x[idx]) - m) * is;
+  }
+  a = block_sum(a, shared);
+  b = block_sum(b, shared);
+  if (threadIdx.x == 0) {
+    atomicAdd(sum_dy + ch, a);
+    atomicAdd(sum_dyx + ch, b);
+  }
+}
+
+/// Evaluation-mode input gradient: dx = dy * weight[c] * invstd[c] (weight null: 1).
+template <class T>
+__global__ void bn_eval_dx(const T* __restrict__ dy, const T* __restrict__ weight, const T* __restrict__ invstd,
+                           T* __restrict__ dx, i64 total, i64 c, i64 s) {
+  for (i64 i = i64(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += i64(blockDim.x) * gridDim.x) {
+    const i64 ch = (i / s) % c;
+    dx[i] = dy[i] * (weight ? weight[ch] : T(1)) * invstd[ch];
+  }
+}
+
+template <class T>
+__global__ void double_to(const double* __restrict__ a, T* __restrict__ out, i64 n) {
+  for (i64 i = i64(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += i64(blockDim.x) * gridDim.x) out[i] = T(a[i]);
+}
+
+// ------------------------------------------------------------------ pooling
+
+/// Pooling geometry (backend/cpu/pool.hpp's pool3d_params, as plain values for the device).
+struct pool_geom {
+  i64 planes, it, ih, iw, ot, oh, ow, kt, kh, kw, st, sh, sw, pt, ph, pw;
+  __device__ i64 in_plane() const { return it * ih * iw; }
+  __device__ i64 out_plane() const { return ot * oh * ow; }
+};
+
+/// One thread per output: the first maximum of the window in (t, h, w) order (NaN wins).
+template <class T>
+__global__ void max_pool_forward(const T* __restrict__ x, T* __restrict__ y, std::int32_t* __restrict__ argmax,
+                                 pool_geom p) {
+  const i64 total = p.planes * p.out_plane();
+  for (i64 o = i64(blockIdx.x) * blockDim.x + threadIdx.x; o < total; o += i64(blockDim.x) * gridDim.x) {
+    const i64 q = o / p.out_plane(), r = o % p.out_plane();
+    const i64 ot = r / (p.oh * p.ow), oh = (r / p.ow) % p.oh, ow = r % p.ow;
+    const T* xq = x + q * p.in_plane();
+    // Same rule and order as the CPU kernel: start at -inf, take v when v > best or v is NaN.
+    T best = T(-INFINITY);
+    i64 best_idx = -1;
+    for (i64 a = 0; a < p.kt; ++a) {
+      const i64 t = ot * p.st - p.pt + a;
+      if (t < 0 || t >= p.it) continue;
+      for (i64 b = 0; b < p.kh; ++b) {
+        const i64 h = oh * p.sh - p.ph + b;
+        if (h < 0 || h >= p.ih) continue;
+        for (i64 c = 0; c < p.kw; ++c) {
+          const i64 w = ow * p.sw - p.pw + c;
+          if (w < 0 || w >= p.iw) continue;
+          const i64 idx = (t * p.ih + h) * p.iw + w;
+          const T v = xq[idx];
+          if (best_idx < 0) best_idx = idx;  // the CPU's initial argmax: the window's first element
+          if (v > best || v != v) {
+            best = v;
+            best_idx = idx;
+          }
+        }
+      }
+    }
+    y[o] = best;
+    argmax[o] = std::int32_t(best_idx < 0 ? 0 : best_idx);
+  }
+}
+
+/// dx must be zeroed; dx[argmax] += dy.
+template <class T>
+__global__ void max_pool_backward(const T* __restrict__ dy, const std::int32_t* __restrict__ argmax, T* __restrict__ dx,
+                                  pool_geom p) {
+  const i64 total = p.planes * p.out_plane();
+  for (i64 o = i64(blockIdx.x) * blockDim.x + threadIdx.x; o < total; o += i64(blockDim.x) * gridDim.x) {
+    const i64 q = o / p.out_plane();
+    atomicAdd(dx + q * p.in_plane() + argmax[o], dy[o]);
+  }
+}
+
+/// PyTorch's divisor share along one axis for output o.
+__device__ inline i64 avg_count(i64 o, i64 k, i64 s, i64 pad, i64 in, bool include_pad) {
+  const i64 a = o * s - pad;
+  const i64 b = min(a + k, in + pad);
+  return include_pad ? b - a : min(b, in) - max(a, i64(0));
+}
+
+template <class T>
+__global__ void avg_pool_forward(const T* __restrict__ x, T* __restrict__ y, pool_geom p, bool include_pad) {
+  const i64 total = p.planes * p.out_plane();
+  for (i64 o = i64(blockIdx.x) * blockDim.x + threadIdx.x; o < total; o += i64(blockDim.x) * gridDim.x) {
+    const i64 q = o / p.out_plane(), r = o % p.out_plane();
+    const i64 ot = r / (p.oh * p.ow), oh = (r / p.ow) % p.oh, ow = r % p.ow;
+    const T* xq = x + q * p.in_plane();
+    double s = 0;
+    for (i64 a = 0; a < p.kt; ++a) {
+      const i64 t = ot * p.st - p.pt + a;
+      if (t < 0 || t >= p.it) continue;
+      for (i64 b = 0; b < p.kh; ++b) {
+        const i64 h = oh * p.sh - p.ph + b;
+        if (h < 0 || h >= p.ih) continue;
+        for (i64 c = 0; c < p.kw; ++c) {
+          const i64 w = ow * p.sw - p.pw + c;
+          if (w < 0 || w >= p.iw) continue;
+          s += double(xq[(t * p.ih + h) * p.iw + w]);
+        }
+      }
+    }
+    const i64 div = avg_count(ot, p.kt, p.st, p.pt, p.it, include_pad) * avg_count(oh, p.kh, p.sh, p.ph, p.ih, include_pad) *
+                    avg_count(ow, p.kw, p.sw, p.pw, p.iw, include_pad);
+    y[o] = T(s / double(div));
+  }
+}
+
+/// dx must be zeroed; each output spreads dy/divisor over its window.
+template <class T>
+__global__ void avg_pool_backward(const T* __restrict__ dy, T* __restrict__ dx, pool_geom p, bool include_pad) {
+  const i64 total = p.planes * p.out_plane();
+  for (i64 o = i64(blockIdx.x) * blockDim.x + threadIdx.x; o < total; o += i64(blockDim.x) * gridDim.x) {
+    const i64 q = o / p.out_plane(), r = o % p.out_plane();
+    const i64 ot = r / (p.oh * p.ow), oh = (r / p.ow) % p.oh, ow = r % p.ow;
+    T* dq = dx + q * p.in_plane();
+    const i64 div = avg_count(ot, p.kt, p.st, p.pt, p.it, include_pad) * avg_count(oh, p.kh, p.sh, p.ph, p.ih, include_pad) *
+                    avg_count(ow, p.kw, p.sw, p.pw, p.iw, include_pad);
+    const T g = T(double(dy[o]) / double(div));
+    for (i64 a = 0; a < p.kt; ++a) {
+      const i64 t = ot * p.st - p.pt + a;
+      if (t < 0 || t >= p.it) continue;
+      for (i64 b = 0; b < p.kh; ++b) {
+        const i64 h = oh * p.sh - p.ph + b;
+        if (h < 0 || h >= p.ih) continue;
+        for (i64 c = 0; c < p.kw; ++c) {
+          const i64 w = ow * p.sw - p.pw + c;
+          if (w < 0 || w >= p.iw) continue;
+          atomicAdd(dq + (t * p.ih + h) * p.iw + w, g);
+        }
+      }
+    }
+  }
+}
+
+/// Adaptive windows: [floor(i*in/out), ceil((i+1)*in/out)).
+__device__ inline i64 adaptive_start(i64 i, i64 in, i64 out) { return (i * in) / out; }
+__device__ inline i64 adaptive_end(i64 i, i64 in, i64 out) { return ((i + 1) * in + out - 1) / out; }
+
+template <class T>
+__global__ void adaptive_avg_pool_forward(const T* __restrict__ x, T* __restrict__ y, pool_geom p) {
+  const i64 total = p.planes * p.out_plane();
+  for (i64 o = i64(blockIdx.x) * blockDim.x + threadIdx.x; o < total; o += i64(blockDim.x) * gridDim.x) {
+    const i64 q = o / p.out_plane(), r = o % p.out_plane();
+    const i64 ot = r / (p.oh * p.ow), oh = (r / p.ow) % p.oh, ow = r % p.ow;
+    const i64 t0 = adaptive_start(ot, p.it, p.ot), t1 = adaptive_end(ot, p.it, p.ot);
+    const i64 h0 = adaptive_start(oh, p.ih, p.oh), h1 = adaptive_end(oh, p.ih, p.oh);
+    const i64 w0 = adaptive_start(ow, p.iw, p.ow), w1 = adaptive_end(ow, p.iw, p.ow);
+    const T* xq = x + q * p.in_plane();
+    double s = 0;
+    for (i64 t = t0; t < t1; ++t)
+      for (i64 h = h0; h < h1; ++h)
+        for (i64 w = w0; w < w1; ++w) s += double(xq[(t * p.ih + h) * p.iw + w]);
+    y[o] = T(s / double((t1 - t0) * (h1 - h0) * (w1 - w0)));
+  }
+}
+
+template <class T>
+__global__ void adaptive_avg_pool_backward(const T* __restrict__ dy, T* __restrict__ dx, pool_geom p) {
+  const i64 total = p.planes * p.out_plane();
+  for (i64 o = i64(blockIdx.x) * blockDim.x + threadIdx.x; o < total; o += i64(blockDim.x) * gridDim.x) {
+    const i64 q = o / p.out_plane(), r = o % p.out_plane();
+    const i64 ot = r / (p.oh * p.ow), oh = (r / p.ow) % p.oh, ow = r % p.ow;
+    const i64 t0 = adaptive_start(ot, p.it, p.ot), t1 = adaptive_end(ot, p.it, p.ot);
+    const i64 h0 = adaptive_start(oh, p.ih, p.oh), h1 = adaptive_end(oh, p.ih, p.oh);
+    const i64 w0 = adaptive_start(ow, p.iw, p.ow), w1 = adaptive_end(ow, p.iw, p.ow);
+    T* dq = dx + q * p.in_plane();
+    const T g = T(double(dy[o]) / double((t1 - t0) * (h1 - h0) * (w1 - w0)));
+    for (i64 t = t0; t < t1; ++t)
+      for (i64 h = h0; h < h1; ++h)
+        for (i64 w = w0; w < w1; ++w) atomicAdd(dq + (t * p.ih + h) * p.iw + w, g);
+  }
+}
+
+/// Mean of each plane of s elements; one block per plane.
+template <class T>
+__global__ void plane_mean(const T* __restrict__ x, T* __restrict__ y, i64 s) {
+  __shared__ double shared[32];
+  const T* xq = x + i64(blockIdx.x) * s;
+  double acc = 0;
+  for (i64 i = threadIdx.x; i < s; i += blockDim.x) acc += double(xq[i]);
+  acc = block_sum(acc, shared);
+  if (threadIdx.x == 0) y[blockIdx.x] = T(acc / double(s));
+}
+
+/// dx[q, i] = dy[q] / s.
+template <class T>
+__global__ void plane_mean_backward(const T* __restrict__ dy, T* __restrict__ dx, i64 planes, i64 s) {
+  for (i64 i = i64(blockIdx.x) * blockDim.x + threadIdx.x; i < planes * s; i += i64(blockDim.x) * gridDim.x)
+    dx[i] = T(double(dy[i / s]) / double(s));
+}
+
+}  // namespace mscl::cuda_backend::kernels

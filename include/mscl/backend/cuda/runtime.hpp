@@ -1,0 +1,144 @@
+/// \file runtime.hpp
+/// \brief The CUDA runtime side of the cuda backend: error checks for the CUDA runtime, cuBLAS
+///        and cuDNN; device discovery; the per-process context (one stream, one cuBLAS and one
+///        cuDNN handle bound to it); and the numeric settings (TF32, convolution algorithm
+///        search).
+///
+/// Why one stream: every kernel, library call and copy of the backend is issued on
+/// `context().stream`, so work is ordered without events, and the caching allocator can hand a
+/// freed block to the next request at once (the next user's kernels run after the previous
+/// user's on the same stream; this is PyTorch's per-stream pool rule with a single stream).
+/// Code that launches its own work on another stream must synchronise with `synchronize()`.
+#pragma once
+#if !defined(__CUDACC__)
+#error "mscl/backend/cuda/*.hpp are compiled by nvcc only: put code that uses tensor<T, mscl::cuda> in a .cu file and link mscl::cuda"
+#endif
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "../../core/error.hpp"
+
+namespace mscl {
+
+/// A CUDA runtime, cuBLAS or cuDNN call failed (out of memory, launch failure, no device ...).
+class cuda_error : public error {
+ public:
+  using error::error;
+};
+
+}  // namespace mscl
+
+#define MSCL_CUDA_CHECK(call)                                                                                 \
+  do {                                                                                                        \
+    const cudaError_t mscl_cuda_status_ = (call);                                                             \
+    MSCL_CHECK(mscl_cuda_status_ == cudaSuccess, ::mscl::cuda_error,                                          \
+               #call << " failed: " << cudaGetErrorName(mscl_cuda_status_) << " ("                           \
+                     << cudaGetErrorString(mscl_cuda_status_) << ") at " << __FILE__ << ":" << __LINE__);   \
+  } while (0)
+
+#define MSCL_CUBLAS_CHECK(call)                                                                               \
+  do {                                                                                                        \
+    const cublasStatus_t mscl_cublas_status_ = (call);                                                        \
+    MSCL_CHECK(mscl_cublas_status_ == CUBLAS_STATUS_SUCCESS, ::mscl::cuda_error,                              \
+               #call << " failed: cuBLAS status " << int(mscl_cublas_status_) << " ("                         \
+                     << cublasGetStatusString(mscl_cublas_status_) << ") at " << __FILE__ << ":" << __LINE__); \
+  } while (0)
+
+#define MSCL_CUDNN_CHECK(call)                                                                                \
+  do {                                                                                                        \
+    const cudnnStatus_t mscl_cudnn_status_ = (call);                                                          \
+    MSCL_CHECK(mscl_cudnn_status_ == CUDNN_STATUS_SUCCESS, ::mscl::cuda_error,                                \
+               #call << " failed: " << cudnnGetErrorString(mscl_cudnn_status_) << " at " << __FILE__ << ":"  \
+                     << __LINE__);                                                                            \
+  } while (0)
+
+/// After a kernel launch: reports launch-configuration errors at once (asynchronous faults
+/// surface at the next synchronising call).
+#define MSCL_CUDA_CHECK_LAUNCH() MSCL_CUDA_CHECK(cudaGetLastError())
+
+namespace mscl::cuda_backend {
+
+/// Numeric and search settings (process-wide; read at each library call).
+struct settings_t {
+  /// TF32 tensor-core math for float convolutions and GEMMs (PyTorch: cudnn.allow_tf32 and
+  /// matmul.allow_tf32). On by default; the CPU-comparison tests switch it off.
+  bool allow_tf32 = true;
+  /// Benchmark cuDNN's algorithms once per convolution shape (PyTorch: cudnn.benchmark=True);
+  /// false uses cuDNN's heuristic choice (no timing runs).
+  bool benchmark_conv_algorithms = true;
+  /// Largest workspace a convolution algorithm may use.
+  std::size_t max_conv_workspace_bytes = std::size_t(1) << 30;
+};
+
+inline settings_t& settings() {
+  static settings_t s;
+  return s;
+}
+inline void set_allow_tf32(bool on) { settings().allow_tf32 = on; }
+
+/// Whether a usable CUDA device is present; `why` receives the reason when not (for the
+/// tests' skip message). Never throws.
+inline bool device_available(std::string* why = nullptr) {
+  int n = 0;
+  const cudaError_t st = cudaGetDeviceCount(&n);
+  if (st != cudaSuccess) {
+    if (why) *why = std::string("cudaGetDeviceCount: ") + cudaGetErrorName(st) + " (" + cudaGetErrorString(st) + ")";
+    cudaGetLastError();  // clear the sticky-free error state
+    return false;
+  }
+  if (n == 0) {
+    if (why) *why = "no CUDA device present";
+    return false;
+  }
+  return true;
+}
+
+/// The stream and library handles of the current process (device 0 unless the caller selected
+/// another with cudaSetDevice before the first use; one device per process).
+struct context_t {
+  int device = 0;
+  cudaStream_t stream = nullptr;
+  cublasHandle_t cublas = nullptr;
+  cudnnHandle_t cudnn = nullptr;
+  cudaDeviceProp properties{};
+};
+
+inline context_t& context() {
+  // Created on first use and never destroyed: library handles must not be torn down after the
+  // driver during static destruction.
+  static context_t* ctx = [] {
+    std::string why;
+    MSCL_CHECK(device_available(&why), cuda_error, "mscl cuda backend: no usable CUDA device (" << why << ")");
+    auto* c = new context_t();
+    MSCL_CUDA_CHECK(cudaGetDevice(&c->device));
+    MSCL_CUDA_CHECK(cudaGetDeviceProperties(&c->properties, c->device));
+    MSCL_CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    MSCL_CUBLAS_CHECK(cublasCreate(&c->cublas));
+    MSCL_CUBLAS_CHECK(cublasSetStream(c->cublas, c->stream));
+    MSCL_CUDNN_CHECK(cudnnCreate(&c->cudnn));
+    MSCL_CUDNN_CHECK(cudnnSetStream(c->cudnn, c->stream));
+    return c;
+  }();
+  return *ctx;
+}
+
+inline cudaStream_t stream() { return context().stream; }
+
+/// Waits for all work the backend issued (timing, handing results to other streams).
+inline void synchronize() { MSCL_CUDA_CHECK(cudaStreamSynchronize(stream())); }
+
+/// Grid size for a 1-D grid-stride loop over n elements.
+inline unsigned grid_for(long long n, unsigned block = 256) {
+  long long g = (n + block - 1) / block;
+  if (g < 1) g = 1;
+  if (g > 65535LL * 32) g = 65535LL * 32;  // grid-stride loops cover the rest
+  return unsigned(g);
+}
+
+}  // namespace mscl::cuda_backend
