@@ -4,23 +4,46 @@
 //                 [--print-config]
 //
 // Every key of the configuration (see --print-config) can be overridden with --set. The data
-// source today is "random_pairs" (synthetic views of random prototypes: a learnable stand-in
-// until the video pipeline lands). Writes DIR/log.jsonl, DIR/ckpt-*.safetensors,
+// source is "random_pairs" (synthetic views of random prototypes: a learnable stand-in) or
+// "rawframes" (MMAction2 rawframes + flow JPEGs + optional MDS sample file through the prefetching
+// loader; keys data_root, annotation_file, flow_root, samples_file, workers, queue_depth, ...). Writes DIR/log.jsonl, DIR/ckpt-*.safetensors,
 // DIR/latest.json and DIR/config.json; --resume continues exactly from the latest checkpoint.
+//
+// Data parallel: `mpirun -np W mscl-pretrain ...` (or `srun`) runs W ranks; "batch" is then the
+// per-rank batch, the global batch is W·batch (lr scaling and the config hash use it, so a run
+// resumes with another W that keeps the global batch); rank 0 logs and checkpoints
+// (docs/distributed.md).
+#include <cstdlib>
 #include <iostream>
+#include <mscl/data/mscl_clip_source.hpp>
 #include <mscl/data/random_pair_source.hpp>
 #include <mscl/mscl.hpp>
 #include <mscl/train/config.hpp>
 #include <mscl/train/pretrain.hpp>
+#if defined(MSCL_WITH_MPI)
+#include <mscl/dist/mpi.hpp>
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
+namespace {
+/// Started by an MPI launcher? (Open MPI's mpirun, MPICH/Slurm PMI, PMIx.)
+bool launched_by_mpi() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"})
+    if (std::getenv(v)) return true;
+  return false;
+}
+}  // namespace
+
 int main(int argc, char** argv) {
   using mscl::train::json;
+  std::shared_ptr<mscl::dist::communicator> comm;
   try {
     json cfg = mscl::train::default_pretrain_config();
     bool resume = false, print_only = false;
+    std::string dist_mode = "auto";
+    double dist_timeout = 0;
     for (int i = 1; i < argc; ++i) {
       const std::string k = argv[i];
       auto value = [&]() -> std::string {
@@ -31,7 +54,10 @@ int main(int argc, char** argv) {
         std::cout << "usage: mscl-pretrain [--config FILE.json] [--set key=value ...] [--out DIR] [--resume] "
                      "[--print-config]\n"
                      "Presets: --set flow_moco=false --set cross_modal=false --set lmcl=false --set fra=false gives the\n"
-                     "MoCo-RGB baseline. --print-config lists every key with its current value.\n";
+                     "MoCo-RGB baseline. --print-config lists every key with its current value.\n"
+                     "Data parallel: mpirun -np W mscl-pretrain ... ('batch' is per rank). --dist auto|mpi|none (auto:\n"
+                     "MPI when started by mpirun/srun), --dist-timeout S: a collective waiting longer than S seconds\n"
+                     "for a dead or stuck peer ends the job with an error (default $MSCL_DIST_TIMEOUT or 300).\n";
         return 0;
       } else if (k == "--config") {
         const std::string path = value();
@@ -44,12 +70,30 @@ int main(int argc, char** argv) {
         resume = true;
       } else if (k == "--print-config") {
         print_only = true;
+      } else if (k == "--dist") {
+        dist_mode = value();
+        MSCL_CHECK(dist_mode == "auto" || dist_mode == "mpi" || dist_mode == "none", mscl::config_error,
+                   "mscl-pretrain: --dist expects auto, mpi or none, got '" << dist_mode << "'");
+      } else if (k == "--dist-timeout") {
+        dist_timeout = std::stod(value());
+        MSCL_CHECK(dist_timeout > 0, mscl::config_error, "mscl-pretrain: --dist-timeout must be positive");
       } else {
         throw mscl::config_error("mscl-pretrain: unknown option " + k + " (see --help)");
       }
     }
+    if (dist_mode == "mpi" || (dist_mode == "auto" && launched_by_mpi())) {
+#if defined(MSCL_WITH_MPI)
+      comm = std::make_shared<mscl::dist::mpi_communicator>(&argc, &argv, dist_timeout);
+#else
+      MSCL_CHECK(false, mscl::config_error,
+                 "mscl-pretrain: started by an MPI launcher (or --dist mpi) but built without MPI; rebuild with "
+                 "libopenmpi-dev installed (MSCL_WITH_MPI)");
+#endif
+    }
+    const int rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
+    const bool lead = rank == 0;
     if (print_only) {
-      std::cout << cfg.dump(2) << "\n";
+      if (lead) std::cout << cfg.dump(2) << "\n";
       return 0;
     }
 #ifdef _OPENMP
@@ -58,30 +102,81 @@ int main(int argc, char** argv) {
     const auto mopts = mscl::train::objective_options(cfg);
     auto topts = mscl::train::training_options(cfg);
     topts.resume = resume;
-    topts.config_hash = mscl::train::config_hash(cfg);
-    MSCL_CHECK(cfg.at("source") == "random_pairs", mscl::config_error,
-               "mscl-pretrain: unknown source " << cfg.at("source").dump() << " (available: \"random_pairs\")");
+    // The run's numbers depend on the global batch, not on how it is split over ranks.
+    json global_cfg = cfg;
+    global_cfg["batch"] = cfg.at("batch").get<std::int64_t>() * world;
+    if (cfg.at("reference_batch").get<double>() > 0)
+      topts.lr = mscl::optim::scaled_lr(cfg.at("lr"), cfg.at("reference_batch"), double(global_cfg.at("batch")));
+    topts.config_hash = mscl::train::config_hash(global_cfg);
+    topts.comm = world > 1 ? comm : nullptr;
+    const std::string source_name = cfg.at("source");
+    MSCL_CHECK(source_name == "random_pairs" || source_name == "rawframes", mscl::config_error,
+               "mscl-pretrain: unknown source " << cfg.at("source").dump() << " (available: \"random_pairs\", \"rawframes\")");
     mscl::data::random_pair_source<float>::options so;
     so.batch = cfg.at("batch"); so.frames = cfg.at("frames"); so.size = cfg.at("size");
     so.prototypes = cfg.at("prototypes"); so.noise = cfg.at("noise"); so.seed = cfg.at("seed").get<std::uint64_t>() + 100;
     so.with_flow = mopts.uses_flow(); so.with_aug = mopts.fra;
     so.official_literal_flow_views = cfg.at("official_literal_flow_views");
+    so.rank = rank; so.world_size = world;  // this rank's disjoint slots of each global batch
     mscl::data::random_pair_source<float> source(so);
+    // "rawframes": the video pipeline (data/mscl_clip_source.hpp) behind the prefetching loader.
+    std::unique_ptr<mscl::data::mscl_rawframes_loader> loader;
+    if (source_name == "rawframes") {
+#if MSCL_WITH_JPEG
+      mscl::data::mscl_clip_options co;
+      co.data_root = cfg.at("data_root"); co.annotation_file = cfg.at("annotation_file");
+      co.flow_root = cfg.at("flow_root"); co.samples_file = cfg.at("samples_file");
+      MSCL_CHECK(!co.data_root.empty() && !co.annotation_file.empty(), mscl::config_error,
+                 "mscl-pretrain: source \"rawframes\" needs data_root and annotation_file");
+      co.batch = cfg.at("batch").get<mscl::index_t>() * world;  // global batch; this rank builds its slots
+      co.clip_len = cfg.at("frames"); co.frame_interval = cfg.at("frame_interval");
+      co.short_side = cfg.at("short_side"); co.crop_size = cfg.at("size"); co.crop_area_min = cfg.at("crop_area_min");
+      co.with_flow = mopts.uses_flow(); co.fra = mopts.fra;
+      co.official_literal_flow_views = cfg.at("official_literal_flow_views");
+      co.flip = cfg.at("flip"); co.flip_negates_flow = cfg.at("flip_negates_flow"); co.color_aug = cfg.at("color_aug");
+      co.normalize_rgb = cfg.at("normalize_rgb"); co.fast_atan2 = cfg.at("fast_atan2"); co.flow_bound = cfg.at("flow_bound");
+      co.seed = cfg.at("seed").get<std::uint64_t>() + 200;
+      mscl::data::loader_options lo;
+      lo.workers = cfg.at("workers"); lo.queue_depth = cfg.at("queue_depth");
+      lo.rank = rank; lo.world_size = world;
+      if (resume && mscl::train::has_checkpoint(topts.out_dir))  // prefetch from where the run resumes
+        lo.start_iteration = mscl::train::read_json_file(topts.out_dir + "/latest.json").value("iteration", 0L);
+      auto clips = std::make_shared<const mscl::data::mscl_clip_source>(co);
+      if (lead)
+        std::cerr << "mscl-pretrain: rawframes " << co.data_root << ", " << clips->num_videos() << " videos ("
+                  << co.annotation_file << ")" << (co.samples_file.empty() ? "" : ", MDS " + co.samples_file) << ", "
+                  << lo.workers << " loader workers\n";
+      loader = std::make_unique<mscl::data::mscl_rawframes_loader>(clips, lo);
+#else
+      MSCL_CHECK(false, mscl::config_error, "mscl-pretrain: source \"rawframes\" needs a build with JPEG support (libjpeg-turbo)");
+#endif
+    }
 
-    std::filesystem::create_directories(topts.out_dir);
-    {
+    if (lead) {
+      std::filesystem::create_directories(topts.out_dir);
       std::ofstream(topts.out_dir + "/config.json") << cfg.dump(2) << "\n";
     }
     mscl::ssl::mscl_objective<float> objective(mopts);
-    std::cerr << "mscl-pretrain: " << (mopts.uses_flow() ? "MSCL" : "MoCo-RGB") << " objective, "
-              << objective.trainable_parameters().size() << " trainable tensors, batch " << so.batch << ", "
-              << topts.iterations << " iterations, lr " << topts.lr << ", config " << topts.config_hash << " -> "
-              << topts.out_dir << "\n";
-    const auto res = mscl::train::pretrain(objective, source, topts);
-    std::cerr << "mscl-pretrain: iterations " << res.first_iteration << ".." << res.last_iteration << " in "
-              << res.seconds << " s (data wait " << res.data_seconds << " s)\n";
+    if (lead)
+      std::cerr << "mscl-pretrain: " << (mopts.uses_flow() ? "MSCL" : "MoCo-RGB") << " objective, "
+                << objective.trainable_parameters().size() << " trainable tensors, batch " << so.batch
+                << (world > 1 ? " per rank x " + std::to_string(world) + " ranks" : std::string()) << ", "
+                << topts.iterations << " iterations, lr " << topts.lr << ", config " << topts.config_hash << " -> "
+                << topts.out_dir << "\n";
+    const auto res = loader ? mscl::train::pretrain(objective, *loader, topts) : mscl::train::pretrain(objective, source, topts);
+    if (loader && lead) {
+      const auto ls = loader->stats();
+      std::cerr << "mscl-pretrain: loader waited " << ls.wait_seconds << " s over " << ls.batches << " batches; "
+                << ls.samples_built << " samples at " << (ls.samples_built ? ls.sample_seconds / double(ls.samples_built) : 0.0)
+                << " s each (per worker)\n";
+    }
+    if (lead)
+      std::cerr << "mscl-pretrain: iterations " << res.first_iteration << ".." << res.last_iteration << " in "
+                << res.seconds << " s (data wait " << res.data_seconds << " s)\n";
     return 0;
   } catch (const std::exception& e) {
+    // One failing rank ends the whole job with its message instead of leaving the others waiting.
+    if (comm && comm->size() > 1) comm->abort("error (rank " + std::to_string(comm->rank()) + "): " + e.what(), 2);
     std::cerr << "error: " << e.what() << "\n";
     return 2;
   }

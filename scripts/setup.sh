@@ -8,7 +8,8 @@ set -euo pipefail
 core_packages=(build-essential cmake ninja-build ccache pkg-config
   libeigen3-dev nlohmann-json3-dev catch2 libbenchmark-dev
   libdnnl-dev libjpeg62-turbo-dev libturbojpeg0-dev libpng-dev
-  libavformat-dev libavcodec-dev libavutil-dev libswscale-dev)
+  libavformat-dev libavcodec-dev libavutil-dev libswscale-dev
+  openmpi-bin libopenmpi-dev)
 dev_packages=(python3 python3-numpy python3-torch python3-torchvision python3-opencv libjemalloc2 libopenblas0-pthread)
 
 packages=("${core_packages[@]}")

@@ -29,10 +29,15 @@ class random_pair_source {
     std::uint64_t seed = 0;
     bool with_flow = true, with_aug = true;
     bool official_literal_flow_views = false;  ///< §11 A1 (see ssl/flow_views.hpp)
+    /// Distributed sampler (dist/data_parallel.hpp): `batch` is per rank; this rank makes the
+    /// global slots [rank·batch, (rank+1)·batch) of iteration i's batch of world_size·batch.
+    int rank = 0, world_size = 1;
   };
   explicit random_pair_source(const options& o) : o_(o) {
     MSCL_CHECK(o.batch > 0 && o.frames > 0 && o.size > 0 && o.prototypes > 0, value_error,
                "random_pair_source: batch, frames, size and prototypes must be positive");
+    MSCL_CHECK(o.world_size >= 1 && o.rank >= 0 && o.rank < o.world_size, value_error,
+               "random_pair_source: rank " << o.rank << " outside [0, world_size = " << o.world_size << ")");
   }
 
   ssl::mscl_batch<T, B> batch(long iteration) const {
@@ -40,7 +45,7 @@ class random_pair_source {
     const shape_t s{o_.batch, 3, o_.frames, o_.size, o_.size};
     std::vector<index_t> ids(std::size_t(o_.batch));
     for (index_t i = 0; i < o_.batch; ++i)
-      ids[std::size_t(i)] = index_t(philox_uniform(o_.seed, 0x5EED0000u + std::uint64_t(iteration), std::uint64_t(i)) *
+      ids[std::size_t(i)] = index_t(philox_uniform(o_.seed, 0x5EED0000u + std::uint64_t(iteration), std::uint64_t(first() + i)) *
                                     double(o_.prototypes)) % o_.prototypes;
     std::uint64_t stream = 1000 + std::uint64_t(iteration) * 16;
     b.rgb_q = view(s, ids, 0, stream++);
@@ -55,7 +60,7 @@ class random_pair_source {
       if (o_.with_aug) {
         std::vector<double> angles;
         for (index_t i = 0; i < o_.batch; ++i)
-          angles.push_back(ssl::fra_angle(int(philox_uniform(o_.seed, 0xF0A00000u + std::uint64_t(iteration), std::uint64_t(i)) * 8) % 8));
+          angles.push_back(ssl::fra_angle(int(philox_uniform(o_.seed, 0xF0A00000u + std::uint64_t(iteration), std::uint64_t(first() + i)) * 8) % 8));
         const auto packs = ssl::make_flow_packs(fa, fb, angles, o_.official_literal_flow_views);
         auto [xq, yq] = ssl::split_flow_pack(packs.q);
         auto [xk, yk] = ssl::split_flow_pack(packs.k);
@@ -72,6 +77,7 @@ class random_pair_source {
   }
 
  private:
+  index_t first() const { return index_t(o_.rank) * o_.batch; }  // first global slot of this rank
   // B×2×T×H×W flow → B×3×T×H×W Middlebury colour image in [0,1] (ALGORITHM.md §6.4).
   static tensor<T, B> color_code(const tensor<T, B>& flow) {
     const index_t nb = flow.shape()[0], plane = flow.numel() / (2 * nb);
@@ -121,7 +127,7 @@ class random_pair_source {
                 v += amp[k] * std::cos(6.283185307179586 * (ft[k] * double(t) / double(Tt) + fy[k] * double(y) / double(H) +
                                                             fx[k] * double(x) / double(W)) + ph[k]);
               const index_t j = ((c * Tt + t) * H + y) * W + x;
-              p[i * per + j] = T(v + o_.noise * philox_normal(o_.seed, stream, std::uint64_t(i * per + j)));
+              p[i * per + j] = T(v + o_.noise * philox_normal(o_.seed, stream, std::uint64_t((first() + i) * per + j)));
             }
       }
     }

@@ -6,13 +6,27 @@
 ///
 /// A batch source is any type with `ssl::mscl_batch<T,B> batch(long iteration)`: the batch of
 /// iteration i must depend only on i and the source's seed, which is what makes resume exact.
+///
+/// Data parallelism (`pretrain_options::comm`, dist/): with W ranks each rank's source yields
+/// its shard of iteration i's global batch (dist/data_parallel.hpp); rank 0 restores a
+/// checkpoint and broadcasts the whole training state (model, queues, optimiser buffers,
+/// clocks, iteration), so a run resumes with any world size that keeps the global batch;
+/// gradients are averaged in buckets before clipping; buffers are broadcast from rank 0 after
+/// every step (DDP's broadcast_buffers); keys are gathered from all ranks before each enqueue
+/// and encoded under cross-rank shuffle-BN (ssl::mscl_objective::data_parallel); a non-finite
+/// loss on any rank stops every rank; only rank 0 logs, shows progress and checkpoints. Logged
+/// losses are averages over ranks. Without a communicator (or with one rank) none of this runs.
 #pragma once
 #include <chrono>
 #include <cmath>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "../dist/communicator.hpp"
+#include "../dist/data_parallel.hpp"
+#include "../dist/gradient_buckets.hpp"
 #include "../optim/schedule.hpp"
 #include "../optim/sgd.hpp"
 #include "../ssl/mscl_objective.hpp"
@@ -39,6 +53,9 @@ struct pretrain_options {
   bool progress = true;
   /// Called after every step with (iteration, stats); return false to stop (tests, early stop).
   std::function<bool(long, const ssl::mscl_step_stats&)> on_step;
+  /// Data parallelism: null or one rank = this process alone (the loop runs exactly as without it).
+  std::shared_ptr<dist::communicator> comm;
+  double bucket_mb = 25;  ///< gradient all-reduce bucket size (dist/gradient_buckets.hpp)
 };
 
 struct pretrain_result {
@@ -104,6 +121,75 @@ long restore_checkpoint(const checkpoint<T>& ck, ssl::mscl_objective<T, B>& obj,
   return ck.state.at("iteration").template get<long>();
 }
 
+/// Rank 0's training state → every rank: iteration, clocks, model parameters and buffers (key
+/// encoders included), both queues and the optimiser's momentum buffers. After it no state is
+/// per-rank, which is what lets rank 0 alone read and write checkpoints.
+template <class T, class B>
+void share_training_state(dist::communicator& comm, ssl::mscl_objective<T, B>& obj, optim::sgd<T, B>& opt, long& start) {
+  std::int64_t ints[3] = {start, obj.samples_seen_rgb(), obj.samples_seen_flow()};
+  comm.broadcast(ints, 3, 0, "broadcast of the iteration and clocks");
+  start = long(ints[0]);
+  obj.set_samples_seen(ints[1], ints[2]);
+  std::vector<tensor<T, B>> ts = dist::module_state_tensors(obj, true, true);
+  std::vector<ssl::memory_queue<T, B>*> queues;
+  for (auto* q : {obj.rgb_queue.get(), obj.flow_queue.get()})
+    if (q) queues.push_back(q);
+  std::vector<ssl::memory_queue_state<T, B>> qs;
+  for (auto* q : queues) {
+    qs.push_back(q->state());
+    ts.push_back(qs.back().buffer);
+  }
+  auto& bufs = opt.momentum_buffers();
+  std::vector<std::int64_t> defined(bufs.size());
+  for (std::size_t i = 0; i < bufs.size(); ++i) defined[i] = bufs[i].defined() ? 1 : 0;
+  comm.broadcast(defined.data(), defined.size(), 0, "broadcast of the optimiser layout");
+  std::size_t k = 0;
+  for (const auto& g : opt.groups())
+    for (const auto& p : g.params) {
+      if (defined[k] && !bufs[k].defined()) bufs[k] = tensor<T, B>::empty(p.shape());
+      if (!defined[k]) bufs[k] = tensor<T, B>();
+      if (defined[k]) ts.push_back(bufs[k]);
+      ++k;
+    }
+  dist::broadcast_tensors(comm, ts, 0, "broadcast of the training state");
+  for (std::size_t i = 0; i < queues.size(); ++i) {
+    std::vector<std::int64_t> ages = qs[i].ages;
+    ages.push_back(qs[i].pointer);
+    comm.broadcast(ages.data(), ages.size(), 0, "broadcast of the queue ages");
+    qs[i].pointer = index_t(ages.back());
+    ages.pop_back();
+    qs[i].ages = ages;
+    queues[i]->load_state(qs[i]);
+  }
+}
+
+/// Stops every rank when any rank's loss is non-finite (one rank throwing alone would leave
+/// the others waiting at the next collective). The rank that saw it throws from the usual
+/// check in the loop; the others throw here.
+inline void agree_on_finite_losses(dist::communicator& comm, const ssl::mscl_step_stats& stats, long it,
+                                   const std::string& out_dir) {
+  bool finite = true;
+  for (const auto& kv : stats.losses) finite = finite && std::isfinite(kv.second);
+  std::int64_t bad = finite ? 0 : 1;
+  comm.all_reduce_sum(&bad, 1, "non-finite loss check");
+  MSCL_CHECK(!finite || bad == 0, numeric_error,
+             "pretrain: a loss term is non-finite on " << bad << " other rank(s) at iteration " << it + 1
+                                                       << "; the last good checkpoint in " << out_dir << " is left intact");
+}
+
+/// Rank-averaged copy of the logged numbers (loss, per-term losses and accuracies).
+inline void average_logged(dist::communicator& comm, double& loss, ssl::mscl_step_stats& stats) {
+  std::vector<double> v{loss};
+  for (const auto& kv : stats.losses) v.push_back(kv.second);
+  for (const auto& kv : stats.accuracies) v.push_back(kv.second);
+  comm.all_reduce_sum(v.data(), v.size(), "average of the logged losses");
+  for (auto& x : v) x /= double(comm.size());
+  std::size_t i = 0;
+  loss = v[i++];
+  for (auto& kv : stats.losses) kv.second = v[i++];
+  for (auto& kv : stats.accuracies) kv.second = v[i++];
+}
+
 inline std::string format_terms(const ssl::mscl_step_stats& s) {
   std::string out;
   char buf[64];
@@ -122,16 +208,39 @@ pretrain_result pretrain(ssl::mscl_objective<T, B>& objective, Source& source, c
   const bool per_epoch = o.iterations_per_epoch > 0;
   const double total = per_epoch ? double(o.iterations) / double(o.iterations_per_epoch) : double(o.iterations);
   const optim::cosine_schedule schedule{o.lr, o.min_lr, total, o.warmup, 0.0};
+  const bool parallel = o.comm && o.comm->size() > 1;
+  const bool lead = !parallel || o.comm->rank() == 0;  // logs, shows progress, checkpoints
+  if (parallel)
+    MSCL_CHECK((o.comm->memory() == dist::memory_kind::host || !std::is_same_v<B, cpu>), config_error,
+               "pretrain: the '" << o.comm->name() << "' communicator works on device memory; CPU training needs mpi");
 
   pretrain_result res;
   long start = 0;
-  if (o.resume && has_checkpoint(o.out_dir)) {
+  if (lead && o.resume && has_checkpoint(o.out_dir)) {
     start = detail::restore_checkpoint(load_latest_checkpoint<T>(o.out_dir), objective, opt, o.config_hash, o.out_dir);
     std::fprintf(stderr, "pretrain: resumed from %s at iteration %ld\n", o.out_dir.c_str(), start);
   }
+  std::unique_ptr<dist::gradient_buckets<T, B>> buckets;
+  struct hooks_reset {  // the objective is single-process again when pretrain returns or throws
+    ssl::mscl_objective<T, B>& obj;
+    ~hooks_reset() { obj.data_parallel = {}; }
+  };
+  std::unique_ptr<hooks_reset> reset_hooks;
+  if (parallel) {
+    detail::share_training_state(*o.comm, objective, opt, start);
+    std::shared_ptr<dist::communicator> comm = o.comm;
+    objective.data_parallel = {comm->rank(), comm->size(),
+                               [comm](const tensor<T, B>& x) { return dist::all_gather_rows(*comm, x, "key all-gather"); }};
+    reset_hooks.reset(new hooks_reset{objective});
+    buckets = std::make_unique<dist::gradient_buckets<T, B>>(objective.trainable_parameters(),
+                                                             std::size_t(o.bucket_mb * double(1 << 20)));
+  }
   res.first_iteration = start;
-  std::filesystem::create_directories(o.out_dir);
-  jsonl_writer log(o.out_dir + "/log.jsonl", /*append=*/start > 0);
+  jsonl_writer log;
+  if (lead) {
+    std::filesystem::create_directories(o.out_dir);
+    log.open(o.out_dir + "/log.jsonl", /*append=*/start > 0);
+  }
   progress_bar bar(o.iterations, "pretrain", o.log_every > 0 ? o.log_every : 10);
   const auto t0 = std::chrono::steady_clock::now();
   double data_seconds = 0;
@@ -152,37 +261,46 @@ pretrain_result pretrain(ssl::mscl_objective<T, B>& objective, Source& source, c
 
     ssl::mscl_step_stats stats;
     tensor<T, B> loss = objective.forward(batch, &stats);
+    if (parallel) detail::agree_on_finite_losses(*o.comm, stats, it, o.out_dir);
     for (const auto& [name, value] : stats.losses)
       MSCL_CHECK(std::isfinite(value), numeric_error,
                  "pretrain: loss term '" << name << "' is " << value << " at iteration " << it + 1
                                          << "; the last good checkpoint in " << o.out_dir << " is left intact");
     opt.zero_grad();
     loss.backward();
+    if (parallel) buckets->average(*o.comm);  // mean gradient of the global batch, then clip
     const double grad_norm = o.clip_norm > 0 ? optim::clip_grad_norm(objective.trainable_parameters(), o.clip_norm) : 0.0;
     MSCL_CHECK(std::isfinite(grad_norm), numeric_error,
                "pretrain: gradient norm is " << grad_norm << " at iteration " << it + 1
                                              << "; the last good checkpoint in " << o.out_dir << " is left intact");
     opt.step();
+    // DDP's broadcast_buffers, after the step so that every rank (and rank 0's checkpoint)
+    // holds the same BN running statistics: rank 0's.
+    if (parallel) dist::broadcast_module_buffers(*o.comm, objective);
     res.last = stats;
     ++window_steps;
 
     const long done = it + 1;
-    if (o.progress) bar.update(done, "loss " + std::to_string(loss.item()).substr(0, 6) + " | " + detail::format_terms(stats));
+    if (o.progress && lead) bar.update(done, "loss " + std::to_string(loss.item()).substr(0, 6) + " | " + detail::format_terms(stats));
     if (o.log_every > 0 && (done % o.log_every == 0 || done == o.iterations)) {
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
-      const index_t nb = batch.rgb_q.shape()[0];
-      nlohmann::json rec = {{"iteration", done}, {"loss", double(loss.item())}, {"lr", lr},
+      const index_t nb = batch.rgb_q.shape()[0] * (parallel ? o.comm->size() : 1);  // global clips
+      double loss_value = double(loss.item());
+      ssl::mscl_step_stats shown = stats;
+      if (parallel) detail::average_logged(*o.comm, loss_value, shown);
+      nlohmann::json rec = {{"iteration", done}, {"loss", loss_value}, {"lr", lr},
                             {"momentum_rgb", stats.momentum_rgb}, {"momentum_flow", stats.momentum_flow},
                             {"grad_norm", grad_norm}, {"clips_per_s", secs > 0 ? double(window_steps * nb) / secs : 0.0},
                             {"data_wait_s", window_data}, {"elapsed_s", bar.seconds_since_start()}};
-      for (const auto& [k, v] : stats.losses) rec[k] = v;
-      for (const auto& [k, v] : stats.accuracies) rec["acc_" + k] = v;
-      log.write(rec);
+      for (const auto& [k, v] : shown.losses) rec[k] = v;
+      for (const auto& [k, v] : shown.accuracies) rec["acc_" + k] = v;
+      if (parallel) rec["world_size"] = o.comm->size();
+      if (lead) log.write(rec);
       window_steps = 0;
       window_data = 0;
       window_start = std::chrono::steady_clock::now();
     }
-    if ((o.checkpoint_every > 0 && done % o.checkpoint_every == 0) || done == o.iterations)
+    if (lead && ((o.checkpoint_every > 0 && done % o.checkpoint_every == 0) || done == o.iterations))
       save_checkpoint(o.out_dir, done, detail::make_checkpoint(objective, opt, o.config_hash), o.keep_checkpoints);
     res.last_iteration = done;
     if (o.on_step && !o.on_step(done, stats)) break;
