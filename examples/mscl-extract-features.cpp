@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
     // The number of classes comes from the (mapped) fc.weight when present.
     mscl::io::key_map keys = mscl::io::key_map::parse(opts.count("--key-map") ? opts.at("--key-map") : "");
     mscl::index_t num_classes = 0;
-    for (const auto& [file_key, model_key] : keys.apply_all(file.names()))
+    for (const auto& [model_key, file_key] : keys.apply_all(file.names()))  // model key -> file key
       if (model_key == "fc.weight") num_classes = file.info(file_key).shape.at(0);
     const std::string arch = opts.count("--arch") ? opts.at("--arch") : "r3d_18";
     const mscl::index_t width = std::stol(opts.count("--width") ? opts.at("--width") : (arch == "r2d_18_flow" ? "16" : "64"));

@@ -22,6 +22,8 @@
 #include "mscl/io/atomic_file.hpp"
 #include "mscl/io/key_map.hpp"
 #include "mscl/io/safetensors.hpp"
+#include "mscl/io/state_dict.hpp"
+#include "mscl/models/video_resnet.hpp"
 
 namespace fs = std::filesystem;
 using mscl::io::key_map;
@@ -618,4 +620,27 @@ TEST_CASE("key_map renames, strips and drops state-dict prefixes", "[io][key_map
       CHECK(std::string(e.what()).find("'backbone.fc.weight' and 'fc.weight'") != std::string::npos);
     }
   }
+}
+
+// load_state_dict with a renaming key map: a file written under a prefix (as a pretraining
+// checkpoint nests the backbone) loads into the bare model through "prefix.=" (this direction
+// of apply_all's result was once read backwards, so every renaming map failed).
+TEST_CASE("load_state_dict maps prefixed file keys onto the model", "[io][key_map]") {
+  auto src = mscl::models::r3d_tiny<float>(3, /*seed=*/1, /*width=*/2);
+  auto dst = mscl::models::r3d_tiny<float>(3, /*seed=*/2, /*width=*/2);
+  const std::string path = (std::filesystem::temp_directory_path() / "mscl_prefixed_state.safetensors").string();
+  mscl::io::save_state_dict(src, path, {}, "pre.");
+  const auto report = mscl::io::load_state_dict(dst, path, key_map::parse("pre.="));
+  CHECK(report.missing.empty());
+  CHECK(report.unexpected.empty());
+  const auto a = src.state_dict(), b = dst.state_dict();
+  REQUIRE(a.size() == b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    REQUIRE(a[i].name == b[i].name);
+    const auto x = a[i].value.to_vector(), y = b[i].value.to_vector();
+    CHECK(x == y);
+  }
+  // without the map every model entry is missing, and the error names one
+  CHECK_THROWS_WITH(mscl::io::load_state_dict(dst, path), Catch::Contains("has no tensor for model entry"));
+  std::filesystem::remove(path);
 }

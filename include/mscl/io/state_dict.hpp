@@ -26,9 +26,8 @@ template <class T, class B>
 load_report load_state_dict(nn::module<T, B>& module, const std::string& path, const key_map& keys = {},
                             bool strict = true) {
   const auto file = safetensors_file::open(path);
-  std::map<std::string, std::string> mapped = keys.apply_all(file.names());  // file key -> model key
-  std::map<std::string, std::string> by_model;
-  for (const auto& [file_key, model_key] : mapped) by_model[model_key] = file_key;
+  // apply_all returns model key -> file key (and refuses two file keys mapping to one model key)
+  const std::map<std::string, std::string> by_model = keys.apply_all(file.names());
   load_report report;
   std::set<std::string> used;
   for (auto& e : module.state_dict()) {
