@@ -23,6 +23,7 @@
 /// sub-batches (`key_bn_splits`), see `encode_keys`.
 #pragma once
 #include <cmath>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -47,6 +48,7 @@ struct mscl_options {
   bool fra = true;          ///< augmented (rotated) flow: L_flow_aug, aug cross-modal terms, LMCL negatives
   // ---- sizes
   index_t rgb_width = 64;   ///< r3d_18 base width (64 = torchvision)
+  int rgb_depth = 18;       ///< 18 (the paper), 10 (one block per stage: the CPU demo) or 34
   index_t flow_width = 16;  ///< flow backbone base width (16 = release)
   index_t neck_channels = 128;
   index_t embedding_dim = 128;
@@ -60,6 +62,14 @@ struct mscl_options {
   double fixed_momentum_value = 0.999;
   // ---- loss weights (all 1 in the release)
   double w_rgb = 1, w_flow = 1, w_flow_aug = 1, w_mx = 1, w_mx_r = 1, w_mx_aug = 1, w_mx_r_aug = 1, w_pos = 1;
+  /// Linear warm-up of the terms that tie RGB to flow (the four cross-modal terms and LMCL):
+  /// their weights ramp from 0 to w_* over this many samples seen (0 = off, the release). Why:
+  /// at the start the flow key encoder maps every clip to nearly the same embedding while the
+  /// bank still holds its random initial entries, so the RGB→flow terms are minimised by pulling
+  /// every RGB embedding onto that one direction — at small scale this collapsed the RGB branch
+  /// (RGB MoCo loss stuck at ln(K+B), docs/demo.md). The intra-modal terms shape both encoders
+  /// first.
+  std::int64_t motion_warmup_samples = 0;
   // ---- compatibility with the released code (§11)
   bool official_double_flow_ema = false;  ///< A3
   bool official_bank_order = false;       ///< A4
@@ -126,7 +136,7 @@ class mscl_objective : public nn::module<T, B> {
   explicit mscl_objective(const mscl_options& o) : options_(o) {
     MSCL_CHECK(o.temperature > 0 && o.embedding_dim > 0 && o.queue_size > 0, value_error,
                "mscl_objective: temperature, embedding_dim and queue_size must be positive");
-    auto make_rgb = [&](std::uint64_t s) { return std::make_shared<rgb_net>(typename rgb_net::options{0, o.rgb_width, 3, s}); };
+    auto make_rgb = [&](std::uint64_t s) { return std::make_shared<rgb_net>(typename rgb_net::options{0, o.rgb_width, 3, s, rgb_net::depths_for(o.rgb_depth)}); };
     auto make_flow = [&](std::uint64_t s) { return std::make_shared<flow_net>(typename flow_net::options{0, o.flow_width, 3, s}); };
     rgb_q = this->register_module("rgb_q", std::make_shared<rgb_encoder>(make_rgb(o.seed + 1), o.embedding_dim, o.seed + 2));
     rgb_k = this->register_module("rgb_k", std::make_shared<rgb_encoder>(make_rgb(o.seed + 1), o.embedding_dim, o.seed + 2));
@@ -177,6 +187,8 @@ class mscl_objective : public nn::module<T, B> {
     const mscl_options& o = options_;
     check_batch(batch);
     const index_t nb = batch.rgb_q.shape()[0];
+    const index_t ng = data_parallel.active() ? nb * data_parallel.world_size : nb;  // global batch N_g
+    auto all_keys = [&](const tensor_t& k) { return data_parallel.active() ? data_parallel.all_gather(k) : k; };
     mscl_step_stats local;
     mscl_step_stats& st = stats ? *stats : local;
     st = mscl_step_stats{};
@@ -186,6 +198,9 @@ class mscl_objective : public nn::module<T, B> {
       return o.batch_keys_as_negatives ? info_nce(q, k, bank.bank, bank.weights, tau, k, true)
                                        : info_nce(q, k, bank.bank, bank.weights, tau);
     };
+    const double motion_ramp = o.motion_warmup_samples > 0
+                                   ? std::min(1.0, double(n_seen_rgb_) / double(o.motion_warmup_samples))
+                                   : 1.0;
     auto add_term = [&](const char* name, const info_nce_output<T, B>& r, double w) {
       st.losses[name] = double(r.loss.item());
       st.accuracies[name] = r.accuracy;
@@ -220,7 +235,7 @@ class mscl_objective : public nn::module<T, B> {
       auto bank_f = flow_queue->snapshot(o.queue_decay);  // W_f before any enqueue
       if (o.flow_moco) add_term("loss_cls_flow", nce(zq_f, zk_f, bank_f), o.w_flow);
       if (o.official_bank_order && update_state) {  // A4 literal: base flow keys enter the bank first
-        flow_queue->enqueue(zk_f);
+        flow_queue->enqueue(all_keys(zk_f));
         bank_f = flow_queue->snapshot(o.queue_decay);
       }
       tensor_t zq_a;
@@ -229,18 +244,18 @@ class mscl_objective : public nn::module<T, B> {
         {
           no_grad guard;
           if (o.official_double_flow_ema && update_state) {  // A3 literal: second EMA, clock advanced
-            ema_update(*flow_k, *flow_q, momentum_at(n_seen_flow_ + nb));
+            ema_update(*flow_k, *flow_q, momentum_at(n_seen_flow_ + ng));
           }
           zk_a = encode_keys(*flow_k, batch.flow_aug_k, 3);
         }
         add_term("loss_cls_flow_aug", nce(zq_a, zk_a, bank_f), o.w_flow_aug);
       }
       if (o.cross_modal) {  // same_kn: negatives from the positive key's modality (§2.2)
-        add_term("loss_cls_mx", nce(zq_r, zk_f, bank_f), o.w_mx);
-        add_term("loss_cls_mx_r", nce(zq_f, zk_r, bank_r), o.w_mx_r);
+        add_term("loss_cls_mx", nce(zq_r, zk_f, bank_f), motion_ramp * o.w_mx);
+        add_term("loss_cls_mx_r", nce(zq_f, zk_r, bank_r), motion_ramp * o.w_mx_r);
         if (o.fra) {
-          add_term("loss_cls_mx_aug", nce(zq_r, zk_a, bank_f), o.w_mx_aug);
-          add_term("loss_cls_mx_r_aug", nce(zq_a, zk_r, bank_r), o.w_mx_r_aug);
+          add_term("loss_cls_mx_aug", nce(zq_r, zk_a, bank_f), motion_ramp * o.w_mx_aug);
+          add_term("loss_cls_mx_r_aug", nce(zq_a, zk_r, bank_r), motion_ramp * o.w_mx_r_aug);
         }
       }
       if (o.lmcl) {  // §3: RGB TPN level 0 vs flow layer4 of the base (and aug) query clips
@@ -254,17 +269,18 @@ class mscl_objective : public nn::module<T, B> {
         auto r = lmcl(rgb_frames, flow_frames, aug_frames, tau);
         st.losses["loss_pos"] = double(r.loss.item());
         st.accuracies["loss_pos"] = r.accuracy;
-        tensor_t weighted = o.w_pos == 1.0 ? r.loss : ops::scale(r.loss, T(o.w_pos));
+        const double w_pos = motion_ramp * o.w_pos;
+        tensor_t weighted = w_pos == 1.0 ? r.loss : ops::scale(r.loss, T(w_pos));
         total = ops::add(total, weighted);
       }
       if (update_state) {
-        if (!o.official_bank_order) flow_queue->enqueue(zk_f);
-        n_seen_flow_ += o.official_double_flow_ema && o.fra ? 2 * nb : nb;
+        if (!o.official_bank_order) flow_queue->enqueue(all_keys(zk_f));
+        n_seen_flow_ += o.official_double_flow_ema && o.fra ? 2 * ng : ng;
       }
     }
     if (update_state) {
-      rgb_queue->enqueue(zk_r);
-      n_seen_rgb_ += nb;
+      rgb_queue->enqueue(all_keys(zk_r));
+      n_seen_rgb_ += ng;
     }
     return total;
   }
@@ -282,6 +298,16 @@ class mscl_objective : public nn::module<T, B> {
   std::shared_ptr<models::tpn_neck<T, B>> neck;
   std::unique_ptr<memory_queue<T, B>> rgb_queue, flow_queue;
 
+  /// Data parallelism (set by train::pretrain from a dist::communicator; default: one process).
+  /// `all_gather` concatenates every rank's rows (axis 0) in rank order. When active, the queues
+  /// enqueue the keys of all ranks, the momentum clocks advance by the global batch N_g, and
+  /// shuffle-BN permutes the global key batch across ranks (ALGORITHM.md §1.2, §1.4).
+  struct data_parallel_hooks {
+    int rank = 0, world_size = 1;
+    std::function<tensor_t(const tensor_t&)> all_gather;
+    bool active() const { return world_size > 1 && bool(all_gather); }
+  } data_parallel;
+
  private:
   /// Shuffle-BN (see mscl_options::key_bn_splits): permute, encode in sub-batches, un-permute.
   /// The permutation is a pure function of (seed, samples seen, which key), so resumed runs
@@ -290,14 +316,9 @@ class mscl_objective : public nn::module<T, B> {
   tensor_t encode_keys(Encoder& enc, const tensor_t& x, std::uint64_t which) {
     const index_t n = x.shape()[0];
     const int splits = std::max(1, std::min<int>(options_.key_bn_splits, int(n / 2)));
+    if (data_parallel.active()) return encode_keys_across_ranks(enc, x, which);
     if (splits <= 1) return enc.forward(x).detach();
-    std::vector<index_t> perm(static_cast<std::size_t>(n));
-    for (index_t i = 0; i < n; ++i) perm[std::size_t(i)] = i;
-    const std::uint64_t stream = 0xB0000000ull + std::uint64_t(n_seen_rgb_) * 4 + which;
-    for (index_t i = n - 1; i > 0; --i) {  // Fisher-Yates with counter-based draws
-      const index_t j = index_t(philox_uniform(options_.seed, stream, std::uint64_t(i)) * double(i + 1)) % (i + 1);
-      std::swap(perm[std::size_t(i)], perm[std::size_t(j)]);
-    }
+    const std::vector<index_t> perm = key_permutation(n, which);
     const tensor_t xc = x.is_contiguous() ? x : x.clone();
     const index_t per = xc.numel() / n;
     tensor_t shuffled = tensor_t::empty(x.shape());
@@ -312,6 +333,50 @@ class mscl_objective : public nn::module<T, B> {
     const index_t d = z.shape()[1];
     tensor_t out = tensor_t::empty(z.shape());
     for (index_t i = 0; i < n; ++i) std::copy_n(z.data() + i * d, d, out.data() + perm[std::size_t(i)] * d);
+    return out;
+  }
+
+  /// The shuffle of a key batch of n: a pure function of (seed, samples seen, which key).
+  std::vector<index_t> key_permutation(index_t n, std::uint64_t which) const {
+    std::vector<index_t> perm(static_cast<std::size_t>(n));
+    for (index_t i = 0; i < n; ++i) perm[std::size_t(i)] = i;
+    const std::uint64_t stream = 0xB0000000ull + std::uint64_t(n_seen_rgb_) * 4 + which;
+    for (index_t i = n - 1; i > 0; --i) {  // Fisher-Yates with counter-based draws
+      const index_t j = index_t(philox_uniform(options_.seed, stream, std::uint64_t(i)) * double(i + 1)) % (i + 1);
+      std::swap(perm[std::size_t(i)], perm[std::size_t(j)]);
+    }
+    return perm;
+  }
+
+  /// Shuffle-BN across ranks (§1.2): gather the global key batch, permute it (every rank derives
+  /// the same permutation from the counters; the release broadcasts one from rank 0), encode
+  /// this rank's slice [r·B, (r+1)·B) of the shuffled batch in key_bn_splits / W sub-batches,
+  /// gather the embeddings and undo the permutation. So key_bn_splits = W·s on W ranks × B
+  /// computes what key_bn_splits = W·s computes in one process × W·B. key_bn_splits = 1: no
+  /// shuffle, each rank encodes its own keys with its own BN statistics.
+  template <class Encoder>
+  tensor_t encode_keys_across_ranks(Encoder& enc, const tensor_t& x, std::uint64_t which) {
+    if (options_.key_bn_splits <= 1) return enc.forward(x).detach();
+    const index_t nb = x.shape()[0];
+    const tensor_t all = data_parallel.all_gather(x.is_contiguous() ? x : x.clone());
+    const index_t n = all.shape()[0], per = all.numel() / n, first = index_t(data_parallel.rank) * nb;
+    const std::vector<index_t> perm = key_permutation(n, which);
+    tensor_t mine = tensor_t::empty(x.shape());
+    for (index_t i = 0; i < nb; ++i)
+      std::copy_n(all.data() + perm[std::size_t(first + i)] * per, per, mine.data() + i * per);
+    const int splits = std::max(1, std::min<int>(options_.key_bn_splits / data_parallel.world_size, int(nb / 2)));
+    std::vector<tensor_t> parts;
+    for (int s = 0; s < splits; ++s) {
+      const index_t a = nb * s / splits, b = nb * (s + 1) / splits;
+      parts.push_back(splits == 1 ? enc.forward(mine) : enc.forward(ops::slice(mine, 0, a, b).clone()));
+    }
+    const tensor_t z_all = data_parallel.all_gather(splits == 1 ? parts[0] : ops::cat(parts, 0));  // shuffled order
+    const index_t d = z_all.shape()[1];
+    tensor_t out = tensor_t::empty({nb, d});
+    for (index_t j = 0; j < n; ++j) {  // shuffled position j holds global sample perm[j]
+      const index_t g = perm[std::size_t(j)];
+      if (g >= first && g < first + nb) std::copy_n(z_all.data() + j * d, d, out.data() + (g - first) * d);
+    }
     return out;
   }
 

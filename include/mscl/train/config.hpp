@@ -23,12 +23,13 @@ inline json default_pretrain_config() {
   return json{
       // objective
       {"flow_moco", m.flow_moco}, {"cross_modal", m.cross_modal}, {"lmcl", m.lmcl}, {"fra", m.fra},
-      {"rgb_width", m.rgb_width}, {"flow_width", m.flow_width}, {"neck_channels", m.neck_channels},
+      {"rgb_width", m.rgb_width}, {"rgb_depth", m.rgb_depth}, {"flow_width", m.flow_width}, {"neck_channels", m.neck_channels},
       {"embedding_dim", m.embedding_dim}, {"queue_size", m.queue_size}, {"temperature", m.temperature},
       {"queue_decay", m.queue_decay}, {"momentum_base", m.momentum_base}, {"momentum_samples", m.momentum_samples},
       {"fixed_momentum", m.fixed_momentum}, {"fixed_momentum_value", m.fixed_momentum_value},
       {"w_rgb", m.w_rgb}, {"w_flow", m.w_flow}, {"w_flow_aug", m.w_flow_aug}, {"w_mx", m.w_mx}, {"w_mx_r", m.w_mx_r},
       {"w_mx_aug", m.w_mx_aug}, {"w_mx_r_aug", m.w_mx_r_aug}, {"w_pos", m.w_pos},
+      {"motion_warmup_samples", m.motion_warmup_samples},
       {"official_double_flow_ema", m.official_double_flow_ema}, {"official_bank_order", m.official_bank_order},
       {"key_bn_splits", m.key_bn_splits}, {"batch_keys_as_negatives", m.batch_keys_as_negatives}, {"seed", m.seed},
       // optimisation
@@ -38,6 +39,10 @@ inline json default_pretrain_config() {
       {"checkpoint_every", p.checkpoint_every}, {"keep_checkpoints", p.keep_checkpoints}, {"out_dir", p.out_dir},
       // data
       {"source", "random_pairs"}, {"official_literal_flow_views", false}, {"batch", 8}, {"frames", 8}, {"size", 112}, {"prototypes", 64}, {"noise", 0.5},
+      // data: "rawframes" source (data/mscl_clip_source.hpp; "frames" = clip length, "size" = crop size)
+      {"data_root", ""}, {"annotation_file", ""}, {"flow_root", ""}, {"samples_file", ""}, {"workers", 2},
+      {"queue_depth", 4}, {"short_side", 128}, {"frame_interval", 8}, {"crop_area_min", 0.2}, {"flip", true},
+      {"flip_negates_flow", true}, {"color_aug", true}, {"normalize_rgb", true}, {"fast_atan2", false}, {"flow_bound", 20.0},
       {"threads", 2}, {"description", ""}};
 }
 
@@ -84,13 +89,14 @@ inline json parse_override(const std::string& text) {
 inline ssl::mscl_options objective_options(const json& c) {
   ssl::mscl_options m;
   m.flow_moco = c.at("flow_moco"); m.cross_modal = c.at("cross_modal"); m.lmcl = c.at("lmcl"); m.fra = c.at("fra");
-  m.rgb_width = c.at("rgb_width"); m.flow_width = c.at("flow_width"); m.neck_channels = c.at("neck_channels");
+  m.rgb_width = c.at("rgb_width"); m.rgb_depth = c.at("rgb_depth"); m.flow_width = c.at("flow_width"); m.neck_channels = c.at("neck_channels");
   m.embedding_dim = c.at("embedding_dim"); m.queue_size = c.at("queue_size"); m.temperature = c.at("temperature");
   m.queue_decay = c.at("queue_decay"); m.momentum_base = c.at("momentum_base");
   m.momentum_samples = c.at("momentum_samples"); m.fixed_momentum = c.at("fixed_momentum");
   m.fixed_momentum_value = c.at("fixed_momentum_value");
   m.w_rgb = c.at("w_rgb"); m.w_flow = c.at("w_flow"); m.w_flow_aug = c.at("w_flow_aug"); m.w_mx = c.at("w_mx");
   m.w_mx_r = c.at("w_mx_r"); m.w_mx_aug = c.at("w_mx_aug"); m.w_mx_r_aug = c.at("w_mx_r_aug"); m.w_pos = c.at("w_pos");
+  m.motion_warmup_samples = c.at("motion_warmup_samples");
   m.official_double_flow_ema = c.at("official_double_flow_ema");
   m.official_bank_order = c.at("official_bank_order");
   m.key_bn_splits = c.at("key_bn_splits");
@@ -115,7 +121,7 @@ inline pretrain_options training_options(const json& c) {
 /// Hash of everything that changes the run's numbers (not where it writes or how often it logs).
 inline std::string config_hash(const json& c) {
   json h = c;
-  for (const char* k : {"out_dir", "log_every", "checkpoint_every", "keep_checkpoints", "threads", "description"}) h.erase(k);
+  for (const char* k : {"out_dir", "log_every", "checkpoint_every", "keep_checkpoints", "threads", "description", "workers", "queue_depth"}) h.erase(k);
   const std::string text = h.dump();
   std::uint64_t x = 1469598103934665603ull;  // FNV-1a 64
   for (unsigned char ch : text) x = (x ^ ch) * 1099511628211ull;
