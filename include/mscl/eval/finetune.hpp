@@ -1,0 +1,543 @@
+/// \file finetune.hpp
+/// \brief Supervised fine-tuning (or training from scratch) of a `video_classifier`
+///        (ALGORITHM.md §9): SGD with momentum and weight decay, global-norm clipping, cosine lr
+///        with linear warm-up (or step decay), training augmentation, progress bar, JSON-lines
+///        log, atomic checkpoints with exact resume, and evaluation with the full test protocol
+///        every k epochs and at the end (metrics JSON, confusion-matrix PNG, final weights).
+///
+/// Data: any train source with `index_t size() const`, `index_t label(index_t) const` and
+/// `tensor<T> sample(index_t item, generator& gen) const` (one augmented 3×T×H×W clip), and a test
+/// source as `eval::evaluate` takes (classification.hpp). `rawframes_train_source` and
+/// `rawframes_test_source` read MMAction2 rawframes trees (ECOSYSTEM.md §1.1, §2.2).
+///
+/// Determinism: the batch of iteration i (which videos, their temporal offsets, crops and flips)
+/// and its dropout masks are a pure function of (seed, i): the epoch permutation comes from the
+/// epoch number, each sample's augmentation from its own counter range, so batches are the same
+/// for any thread count and a resumed run continues exactly (checkpoints are written at epoch
+/// boundaries with model, BatchNorm statistics and momentum buffers).
+#pragma once
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "../augment/color.hpp"
+#include "../augment/spatial.hpp"
+#include "../data/annotations.hpp"
+#include "../data/rawframes.hpp"
+#include "../data/samplers.hpp"
+#include "../io/atomic_file.hpp"
+#include "../ops/loss.hpp"
+#include "../optim/schedule.hpp"
+#include "../optim/sgd.hpp"
+#include "../train/checkpoint.hpp"
+#include "../train/progress.hpp"
+#include "../viz/canvas.hpp"
+#include "classification.hpp"
+#include "clip_reader.hpp"
+
+namespace mscl::eval {
+
+// --------------------------------------------------------------------------- clip sampling
+
+/// Which frames make a clip: MMAction2 `SampleFrames` (clip_len frames every frame_interval)
+/// or TSN segments (clip_len segments, one frame each; the SSv2 recipe, §9.2).
+struct clip_sampling_options {
+  std::string sampler = "clips";  ///< "clips" | "segments"
+  index_t clip_len = 16;
+  index_t frame_interval = 1;     ///< "clips" only
+};
+
+/// Training augmentation. Crop "random_resized_crop": MMAction2 RandomResizedCrop (area
+/// U(area_lo, area_hi), aspect log-U(3/4, 4/3)) resized to crop_size²; "random_crop": a
+/// crop_size² window at a uniform position, no resizing (frames must be at least that large).
+/// Flip with probability 0.5 when `flip` — never on data whose classes are mirror images (the
+/// synthetic motion dataset: a flip turns "right" into "left").
+struct train_augment_options {
+  std::string crop = "random_resized_crop";
+  index_t crop_size = 112;
+  double area_lo = 0.08, area_hi = 1.0;
+  bool flip = true;
+  bool normalize = true;  ///< ImageNet mean/std on [0, 1] pixels (as augment::normalize)
+};
+
+/// Test views (ECOSYSTEM.md §2.2): `num_clips` clips at MMAction2's test offsets
+/// (offset_i = ⌊i·a + a/2⌋, a = (N − clip_len·interval + 1)/num_clips; segment centres for
+/// "segments"), each frame resized so its short side is `resize_short` (0 = as stored), then
+/// `crop` "center" (one crop_size² view) or "three" (MMAction2 ThreeCrop: left/right/centre, or
+/// top/bottom/centre, along the long side; the short side must equal crop_size), scores averaged
+/// per video (`average`).
+struct test_view_options {
+  index_t num_clips = 1;
+  std::string crop = "center";  ///< "center" | "three"
+  index_t crop_size = 112;
+  index_t resize_short = 0;
+  bool normalize = true;
+};
+
+namespace detail {
+inline void check_sampling(const clip_sampling_options& s, const char* who) {
+  MSCL_CHECK(s.sampler == "clips" || s.sampler == "segments", config_error,
+             who << ": sampler must be \"clips\" or \"segments\", got \"" << s.sampler << "\"");
+  MSCL_CHECK(s.clip_len > 0 && s.frame_interval > 0, config_error,
+             who << ": clip_len and frame_interval must be positive, got " << s.clip_len << " and " << s.frame_interval);
+}
+
+/// Probes every video of a rawframe list under `root` (once, at construction).
+struct rawframes_index {
+  std::vector<data::rawframes_dir> dirs;
+  std::vector<index_t> labels;
+  std::vector<std::string> names;
+  index_t max_label = -1;
+
+  void build(const std::string& root, const std::string& list, const char* who) {
+    const auto entries = data::read_rawframe_list(list);
+    MSCL_CHECK(!entries.empty(), io_error, who << ": " << list << " lists no videos");
+    dirs.resize(entries.size());
+    std::vector<std::string> errors(entries.size());
+#pragma omp parallel for schedule(dynamic, 16)
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+      try {
+        dirs[i] = data::rawframes_dir::probe((std::filesystem::path(root) / entries[i].frame_dir).string());
+        if (dirs[i].rgb_count <= 0) errors[i] = "no RGB frames in " + dirs[i].directory;
+      } catch (const std::exception& e) {
+        errors[i] = e.what();
+      }
+    }
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+      MSCL_CHECK(errors[i].empty(), io_error, who << ": " << list << " entry " << i + 1 << " ('" << entries[i].frame_dir << "'): " << errors[i]);
+      MSCL_CHECK(entries[i].label() >= 0, io_error, who << ": " << list << " entry " << i + 1 << " has no label");
+      labels.push_back(entries[i].label());
+      names.push_back(entries[i].frame_dir);
+      max_label = std::max(max_label, index_t(entries[i].label()));
+    }
+  }
+};
+
+inline std::vector<index_t> clip_indices(const clip_sampling_options& s, index_t frames, bool test, index_t num_clips,
+                                         generator& gen) {
+  if (s.sampler == "segments") {
+    data::segment_sampler seg;
+    seg.num_segments = s.clip_len;
+    seg.test_mode = test;
+    return seg(frames, gen);
+  }
+  data::sample_frames sf;
+  sf.clip_len = s.clip_len;
+  sf.frame_interval = s.frame_interval;
+  sf.num_clips = num_clips;
+  sf.test_mode = test;
+  return sf(frames, gen);
+}
+
+inline void normalize_imagenet(tensor<float>& clip) { augment::normalize().apply({}, clip); }
+}  // namespace detail
+
+// ------------------------------------------------------------------------ rawframes sources
+
+/// Training clips from a rawframes tree: one clip per item (sampler in train mode), the
+/// configured crop, optional flip and normalisation. Thread-safe (`sample` is const).
+class rawframes_train_source {
+ public:
+  rawframes_train_source(const std::string& root, const std::string& list, clip_sampling_options s,
+                         train_augment_options a)
+      : s_(std::move(s)), a_(std::move(a)) {
+    detail::check_sampling(s_, "rawframes_train_source");
+    MSCL_CHECK(a_.crop == "random_resized_crop" || a_.crop == "random_crop", config_error,
+               "rawframes_train_source: crop must be \"random_resized_crop\" or \"random_crop\", got \"" << a_.crop << "\"");
+    MSCL_CHECK(a_.crop_size > 0, config_error, "rawframes_train_source: crop_size must be positive");
+    index_.build(root, list, "rawframes_train_source");
+  }
+  index_t size() const { return index_t(index_.dirs.size()); }
+  index_t label(index_t i) const { return index_.labels.at(std::size_t(i)); }
+  index_t max_label() const { return index_.max_label; }
+  const std::string& name(index_t i) const { return index_.names.at(std::size_t(i)); }
+
+  tensor<float> sample(index_t i, generator& gen) const {
+    const data::rawframes_dir& d = index_.dirs.at(std::size_t(i));
+    const auto idx = detail::clip_indices(s_, index_t(d.rgb_count), false, 1, gen);
+    // Decode each distinct frame once.
+    std::vector<index_t> uniq(idx);
+    std::sort(uniq.begin(), uniq.end());
+    uniq.erase(std::unique(uniq.begin(), uniq.end()), uniq.end());
+    data::frame_sequence frames;
+    std::vector<index_t> pos;
+    for (index_t f : idx) pos.push_back(index_t(std::lower_bound(uniq.begin(), uniq.end(), f) - uniq.begin()));
+    for (index_t f : uniq) frames.push_back(d.read_rgb(f));
+    const index_t h = frames.front().height, w = frames.front().width;
+    augment::clip_geometry g;
+    g.frames = index_t(idx.size());
+    g.height = h;
+    g.width = w;
+    augment::random_resized_crop::params p;
+    if (a_.crop == "random_resized_crop") {
+      augment::random_resized_crop_options ro;
+      ro.area_lo = a_.area_lo;
+      ro.area_hi = a_.area_hi;
+      ro.out_height = ro.out_width = a_.crop_size;
+      p = augment::random_resized_crop(ro).sample(gen, g);
+    } else {
+      MSCL_CHECK(h >= a_.crop_size && w >= a_.crop_size, shape_error,
+                 "rawframes_train_source: random_crop of " << a_.crop_size << " does not fit frames of " << h << "x" << w
+                                                           << " in " << d.directory);
+      p.height = h;
+      p.width = w;
+      p.out_height = p.out_width = a_.crop_size;
+      p.rgb = {gen.randint(0, w - a_.crop_size), gen.randint(0, h - a_.crop_size), a_.crop_size, a_.crop_size};
+    }
+    tensor<float> clip = augment::random_resized_crop().apply_frames(p, frames, pos);
+    const bool flip = gen.uniform() < 0.5;  // drawn always, so flip on/off does not shift later draws
+    if (a_.flip && flip) augment::horizontal_flip().apply({}, clip);
+    if (a_.normalize) detail::normalize_imagenet(clip);
+    return clip;
+  }
+
+ private:
+  clip_sampling_options s_;
+  train_augment_options a_;
+  detail::rawframes_index index_;
+};
+
+/// Test views from a rawframes tree (test_view_options) through eval/clip_reader.hpp;
+/// deterministic, thread-safe.
+class rawframes_test_source {
+ public:
+  rawframes_test_source(const std::string& root, const std::string& list, clip_sampling_options s, test_view_options v)
+      : s_(std::move(s)), v_(std::move(v)) {
+    detail::check_sampling(s_, "rawframes_test_source");
+    MSCL_CHECK(v_.crop == "center" || v_.crop == "three", config_error,
+               "rawframes_test_source: crop must be \"center\" or \"three\", got \"" << v_.crop << "\"");
+    MSCL_CHECK(v_.num_clips > 0 && v_.crop_size > 0 && v_.resize_short >= 0, config_error,
+               "rawframes_test_source: num_clips and crop_size must be positive, resize_short >= 0");
+    MSCL_CHECK(s_.sampler == "clips" || v_.num_clips == 1, config_error,
+               "rawframes_test_source: the segment sampler gives one clip per video; set num_clips = 1");
+    index_.build(root, list, "rawframes_test_source");
+  }
+  index_t size() const { return index_t(index_.dirs.size()); }
+  index_t label(index_t i) const { return index_.labels.at(std::size_t(i)); }
+  index_t max_label() const { return index_.max_label; }
+  index_t crops_per_clip() const { return v_.crop == "three" ? 3 : 1; }
+  index_t views_per_video() const { return v_.num_clips * crops_per_clip(); }
+  const std::string& name(index_t i) const { return index_.names.at(std::size_t(i)); }
+
+  /// views_per_video × 3 × clip_len × crop × crop, via eval/clip_reader.hpp (MMAction2's test
+  /// pipeline; views crop-major). TSN segments are read as clip_len one-frame clips at the segment
+  /// centres (SampleFrames(1, 1, K, test_mode) is exactly the segment-centre rule) and regrouped.
+  tensor<float> views(index_t i) const {
+    const data::rawframes_dir& d = index_.dirs.at(std::size_t(i));
+    const bool segments = s_.sampler == "segments";
+    test_clip_options o;
+    o.clip_len = segments ? 1 : s_.clip_len;
+    o.frame_interval = segments ? 1 : s_.frame_interval;
+    o.num_clips = segments ? s_.clip_len : v_.num_clips;
+    o.short_side = int(v_.resize_short);
+    o.crop_size = int(v_.crop_size);
+    o.crop = v_.crop == "three" ? crop_mode::three : crop_mode::centre;
+    if (!v_.normalize) o.no_normalization();
+    const data::image_u8 first = d.read_rgb(0);
+    const auto [h, w] = view_size(first.height, first.width, o);
+    tensor<float> out = tensor<float>::empty({o.views(), 3, o.clip_len, h, w});
+    load_test_clips_into(out.data(), index_t(d.rgb_count), [&](index_t f) { return f == 0 ? first : d.read_rgb(f); }, o,
+                         "'" + d.directory + "'");
+    if (!segments) return out;
+    // (crops·K)×3×1×h×w, crop-major → crops×3×K×h×w.
+    no_grad guard;
+    const index_t crops = o.crops(), K = s_.clip_len;
+    return ops::contiguous(ops::permute(ops::reshape(out, {crops, K, 3, h, w}), {0, 2, 1, 3, 4}));
+  }
+
+ private:
+  clip_sampling_options s_;
+  test_view_options v_;
+  detail::rawframes_index index_;
+};
+
+// ------------------------------------------------------------------------------- figures
+
+/// The confusion matrix as a PNG: rows = true class, columns = predicted, cells coloured and
+/// labelled by the row-normalised fraction (recall per class on the diagonal).
+inline void save_confusion_png(const classification_metrics& m, const std::vector<std::string>& class_names,
+                               const std::string& path, const std::string& title = "") {
+  const index_t C = m.num_classes;
+  std::vector<double> frac(std::size_t(C * C), 0.0);
+  for (index_t t = 0; t < C; ++t) {
+    const index_t n = m.per_class_count[std::size_t(t)];
+    for (index_t p = 0; p < C; ++p) frac[std::size_t(t * C + p)] = n ? double(m.confusion_at(t, p)) / double(n) : std::nan("");
+  }
+  viz::heatmap_options o;
+  o.cell = C <= 12 ? 36 : C <= 30 ? 20 : C <= 60 ? 10 : 6;
+  o.cell_text = C <= 12;
+  o.v_min = 0.0;
+  o.v_max = 1.0;
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "top-1 %.1f%%  mean class %.1f%%  (%lld videos; rows true, columns predicted)", 100.0 * m.top1,
+                100.0 * m.mean_class_accuracy, static_cast<long long>(m.count));
+  o.title = title.empty() ? std::string(buf) : title + "  " + buf;
+  if (C <= 60) {
+    for (index_t c = 0; c < C; ++c) {
+      std::string n = std::size_t(c) < class_names.size() ? class_names[std::size_t(c)] : std::to_string(c);
+      if (n.size() > 18) n = n.substr(0, 17) + "~";
+      o.row_labels.push_back(n);
+      o.col_labels.push_back(n);
+    }
+  }
+  viz::heatmap(frac, int(C), int(C), o).save_png(path);
+}
+
+// ------------------------------------------------------------------------------- training
+
+struct finetune_options {
+  long epochs = 22;
+  index_t batch = 32;
+  double lr = 0.12;                ///< already scaled for the batch
+  double min_lr = 0.0;
+  double warmup_epochs = 0;        ///< linear warm-up from 0 (cosine schedule only)
+  std::string schedule = "cosine"; ///< "cosine" | "step"
+  std::vector<double> milestones;  ///< step schedule, epochs
+  double gamma = 0.1;
+  bool lr_by_epoch = false;        ///< true: lr changes at epoch boundaries only (MMCV by_epoch)
+  double sgd_momentum = 0.9;
+  double weight_decay = 1e-6;
+  double clip_norm = 40.0;         ///< <= 0: no clipping
+  long eval_every = 0;             ///< epochs; 0 = only at the end
+  long checkpoint_every = 1;       ///< epochs; <= 0 = only at the end
+  int keep_checkpoints = 2;
+  long log_every = 10;             ///< iterations
+  index_t eval_videos_per_batch = 8;
+  score_average average = score_average::prob;
+  std::string out_dir = "runs/finetune";
+  bool resume = false;
+  std::string config_hash;
+  std::uint64_t seed = 0;          ///< epoch order and augmentation
+  bool progress = true;
+  std::vector<std::string> class_names;  ///< for metrics.json and the confusion PNG
+  nlohmann::json protocol;               ///< written into metrics.json (what the numbers mean)
+  /// Called after every step with (iteration, loss); return false to stop.
+  std::function<bool(long, double)> on_step;
+};
+
+struct finetune_result {
+  long first_iteration = 0, last_iteration = 0, iterations_per_epoch = 0;
+  double seconds = 0, data_seconds = 0, eval_seconds = 0;
+  evaluation_result final_eval;  ///< metrics.count == 0 when there was no test source
+  nlohmann::json evaluations = nlohmann::json::array();
+};
+
+namespace detail {
+/// The items of epoch e in order: a Fisher–Yates permutation from a generator seeded by (seed, e).
+inline std::vector<index_t> epoch_order(index_t n, std::uint64_t seed, long epoch) {
+  std::vector<index_t> order(static_cast<std::size_t>(n));
+  for (index_t i = 0; i < n; ++i) order[std::size_t(i)] = i;
+  generator gen(seed ^ 0xa0761d6478bd642fULL, std::uint64_t(epoch) << 20);
+  for (index_t i = n - 1; i > 0; --i) std::swap(order[std::size_t(i)], order[std::size_t(gen.randint(0, i))]);
+  return order;
+}
+
+template <class T, class B>
+train::checkpoint<T> finetune_checkpoint(const video_classifier<T, B>& clf, optim::sgd<T, B>& opt,
+                                         const finetune_options& o, const nlohmann::json& evaluations) {
+  train::checkpoint<T> ck;
+  ck.add_module("model.", clf);
+  auto& bufs = opt.momentum_buffers();
+  for (std::size_t i = 0; i < bufs.size(); ++i)
+    if (bufs[i].defined()) ck.tensors["optim.momentum." + std::to_string(i)] = bufs[i];
+  ck.state["config_hash"] = o.config_hash;
+  ck.state["evaluations"] = evaluations;
+  return ck;
+}
+}  // namespace detail
+
+/// Writes metrics.json (atomically) for an evaluation.
+inline void write_metrics_json(const std::string& path, const evaluation_result& ev, const finetune_options& o,
+                               const nlohmann::json& extra = {}) {
+  nlohmann::json j = ev.metrics.to_json(o.class_names);
+  j["protocol"] = o.protocol;
+  j["average"] = score_average_name(o.average);
+  j["eval_seconds"] = ev.seconds;
+  if (extra.is_object())
+    for (auto it = extra.begin(); it != extra.end(); ++it) j[it.key()] = it.value();
+  const std::string text = j.dump(2) + "\n";
+  io::write_file_atomic(path, [&](io::atomic_file& f) { f.write(text.data(), text.size()); });
+}
+
+/// Trains `clf` on `train`, evaluating on `test` (may be null) every `eval_every` epochs and at the
+/// end. Writes into out_dir: log.jsonl, ckpt-*.safetensors + latest.json, and at the end
+/// model.safetensors (MMAction2 names), metrics.json, confusion.png.
+template <class T, class B, class TrainSource, class TestSource>
+finetune_result finetune(video_classifier<T, B>& clf, const TrainSource& train, const TestSource* test,
+                         const finetune_options& o) {
+  MSCL_CHECK(o.epochs > 0 && o.batch > 0, config_error, "finetune: epochs and batch must be positive, got " << o.epochs << " and " << o.batch);
+  MSCL_CHECK(train.size() >= o.batch, config_error,
+             "finetune: the training set has " << train.size() << " videos, fewer than one batch of " << o.batch);
+  MSCL_CHECK(o.schedule == "cosine" || o.schedule == "step", config_error,
+             "finetune: schedule must be \"cosine\" or \"step\", got \"" << o.schedule << "\"");
+  for (index_t i = 0; i < train.size(); ++i)
+    MSCL_CHECK(train.label(i) >= 0 && train.label(i) < clf.num_classes(), value_error,
+               "finetune: training item " << i << " has label " << train.label(i) << ", outside the classifier's [0, "
+                                          << clf.num_classes() << ")");
+  const long per_epoch = long(train.size() / o.batch);  // drop_last
+  const long total = per_epoch * o.epochs;
+  optim::sgd<T, B> opt(clf.parameters(), {o.lr, o.sgd_momentum, o.weight_decay, false});
+  const optim::cosine_schedule cosine{o.lr, o.min_lr, double(o.epochs), o.warmup_epochs, 0.0};
+  const optim::step_schedule step{o.lr, o.milestones, o.gamma};
+
+  finetune_result res;
+  res.iterations_per_epoch = per_epoch;
+  long start = 0;
+  if (o.resume && train::has_checkpoint(o.out_dir)) {
+    const auto ck = train::load_latest_checkpoint<T>(o.out_dir);
+    const std::string stored = ck.state.value("config_hash", std::string());
+    MSCL_CHECK(stored == o.config_hash, config_error,
+               "finetune: cannot resume from " << o.out_dir << ": it was written with configuration " << stored
+                                               << " but this run's configuration is " << o.config_hash);
+    ck.restore_module("model.", clf, "checkpoint in " + o.out_dir);
+    auto& bufs = opt.momentum_buffers();
+    for (std::size_t i = 0; i < bufs.size(); ++i) {
+      auto it = ck.tensors.find("optim.momentum." + std::to_string(i));
+      if (it != ck.tensors.end()) bufs[i] = it->second.clone();
+    }
+    if (ck.state.contains("evaluations")) res.evaluations = ck.state["evaluations"];
+    start = ck.state.at("iteration").template get<long>();
+    std::fprintf(stderr, "finetune: resumed from %s at iteration %ld (epoch %ld)\n", o.out_dir.c_str(), start,
+                 per_epoch ? start / per_epoch : 0);
+  }
+  res.first_iteration = start;
+  res.last_iteration = start;
+  std::filesystem::create_directories(o.out_dir);
+  train::jsonl_writer log(o.out_dir + "/log.jsonl", /*append=*/start > 0);
+
+  auto run_eval = [&](long epoch, long iteration, bool final_eval) {
+    evaluation_result ev;
+    if (!test) return ev;
+    train::progress_bar bar(test->size(), final_eval ? "test" : "eval", std::max<long>(1, long(test->size() / 10)));
+    ev = evaluate(clf, *test, o.eval_videos_per_batch, o.average, [&](index_t done, index_t) {
+      if (o.progress) bar.update(long(done));
+    });
+    res.eval_seconds += ev.seconds;
+    nlohmann::json rec = {{"eval", true}, {"epoch", epoch}, {"iteration", iteration}, {"top1", ev.metrics.top1},
+                          {"top" + std::to_string(ev.metrics.top5_k), ev.metrics.top5},
+                          {"mean_class_accuracy", ev.metrics.mean_class_accuracy}, {"videos", ev.metrics.count},
+                          {"eval_s", ev.seconds}};
+    log.write(rec);
+    res.evaluations.push_back(rec);
+    std::fprintf(stderr, "finetune: %s after epoch %ld: top-1 %.2f%%, top-%lld %.2f%%, mean class %.2f%% (%lld videos, %.1f s)\n",
+                 final_eval ? "test" : "eval", epoch, 100 * ev.metrics.top1, static_cast<long long>(ev.metrics.top5_k),
+                 100 * ev.metrics.top5, 100 * ev.metrics.mean_class_accuracy, static_cast<long long>(ev.metrics.count), ev.seconds);
+    return ev;
+  };
+
+  train::progress_bar bar(total, "finetune", o.log_every > 0 ? o.log_every : 10);
+  const auto t0 = std::chrono::steady_clock::now();
+  double window_loss = 0, window_data = 0;
+  long window_steps = 0, window_right = 0, window_seen = 0;
+  auto window_start = t0;
+  std::vector<index_t> order;
+  long order_epoch = -1;
+  clf.train();
+
+  for (long it = start; it < total; ++it) {
+    const long epoch = it / per_epoch, j = it % per_epoch;
+    if (epoch != order_epoch) {
+      order = detail::epoch_order(train.size(), o.seed, epoch);
+      order_epoch = epoch;
+    }
+    const double position = o.lr_by_epoch ? double(epoch) : double(it) / double(per_epoch);
+    const double lr = o.schedule == "cosine" ? cosine(position) : step(position);
+    opt.set_lr(lr);
+
+    // Batch: each sample's randomness from its own counter range (thread-count independent).
+    const auto d0 = std::chrono::steady_clock::now();
+    std::vector<tensor<T, B>> clips(std::size_t(o.batch));
+    std::vector<index_t> labels(std::size_t(o.batch));
+    std::vector<std::string> errors(std::size_t(o.batch));
+#pragma omp parallel for schedule(dynamic)
+    for (index_t s = 0; s < o.batch; ++s) {
+      const index_t item = order[std::size_t(j * o.batch + s)];
+      try {
+        generator gen(o.seed, (std::uint64_t(it) * std::uint64_t(o.batch) + std::uint64_t(s)) << 16);
+        clips[std::size_t(s)] = train.sample(item, gen);
+        labels[std::size_t(s)] = train.label(item);
+      } catch (const std::exception& e) {
+        errors[std::size_t(s)] = e.what();
+      }
+    }
+    for (const auto& e : errors) MSCL_CHECK(e.empty(), io_error, "finetune: iteration " << it + 1 << ": " << e);
+    const tensor<T, B> x = ops::stack(clips, 0);
+    const double wait = std::chrono::duration<double>(std::chrono::steady_clock::now() - d0).count();
+    res.data_seconds += wait;
+    window_data += wait;
+
+    clf.dropout_seed = o.seed ^ 0xd1b54a32d192ed03ULL;  // a function of the run, not of the weights' init
+    clf.dropout_stream = std::uint64_t(it);
+    const tensor<T, B> logits = clf.forward(x);
+    tensor<T, B> loss = ops::cross_entropy(logits, labels);
+    const double lv = double(loss.item());
+    MSCL_CHECK(std::isfinite(lv), numeric_error,
+               "finetune: loss is " << lv << " at iteration " << it + 1 << "; the last good checkpoint in " << o.out_dir
+                                    << " is left intact");
+    opt.zero_grad();
+    loss.backward();
+    const double grad_norm = o.clip_norm > 0 ? optim::clip_grad_norm(clf.parameters(), o.clip_norm) : 0.0;
+    MSCL_CHECK(std::isfinite(grad_norm), numeric_error,
+               "finetune: gradient norm is " << grad_norm << " at iteration " << it + 1 << "; the last good checkpoint in "
+                                             << o.out_dir << " is left intact");
+    opt.step();
+    {
+      const tensor<T, B> l = logits.detach();
+      const index_t C = l.size(1);
+      for (index_t r = 0; r < o.batch; ++r) {
+        const T* row = l.data() + r * C;
+        window_right += index_t(std::max_element(row, row + C) - row) == labels[std::size_t(r)];
+      }
+      window_seen += long(o.batch);
+    }
+    window_loss += lv;
+    ++window_steps;
+
+    const long done = it + 1;
+    char extra[96];
+    std::snprintf(extra, sizeof extra, "epoch %ld loss %.4f lr %.4g", epoch + 1, lv, lr);
+    if (o.progress) bar.update(done, extra);
+    if (o.log_every > 0 && (done % o.log_every == 0 || done == total)) {
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
+      log.write({{"iteration", done}, {"epoch", double(done) / double(per_epoch)}, {"lr", lr},
+                 {"loss", window_loss / double(window_steps)}, {"train_acc", double(window_right) / double(std::max(1L, window_seen))},
+                 {"grad_norm", grad_norm}, {"clips_per_s", secs > 0 ? double(window_steps * o.batch) / secs : 0.0},
+                 {"data_wait_s", window_data}, {"elapsed_s", bar.seconds_since_start()}});
+      window_loss = window_data = 0;
+      window_steps = window_right = window_seen = 0;
+      window_start = std::chrono::steady_clock::now();
+    }
+    const bool epoch_end = done % per_epoch == 0;
+    if (epoch_end) {
+      const long ep = done / per_epoch;
+      if (test && o.eval_every > 0 && ep % o.eval_every == 0 && done != total) {
+        run_eval(ep, done, false);
+        clf.train();
+      }
+      if ((o.checkpoint_every > 0 && ep % o.checkpoint_every == 0) || done == total)
+        train::save_checkpoint(o.out_dir, done, detail::finetune_checkpoint(clf, opt, o, res.evaluations), o.keep_checkpoints);
+    }
+    res.last_iteration = done;
+    if (o.on_step && !o.on_step(done, lv)) break;
+  }
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  save_classifier(clf, o.out_dir + "/model.safetensors", {{"source", "mscl-finetune"}});
+  if (test && res.last_iteration == total) {
+    res.final_eval = run_eval(o.epochs, total, true);
+    write_metrics_json(o.out_dir + "/metrics.json", res.final_eval, o,
+                       {{"epochs", o.epochs}, {"iterations", total}, {"train_seconds", res.seconds - (res.eval_seconds - res.final_eval.seconds)},
+                        {"evaluations", res.evaluations}});
+    save_confusion_png(res.final_eval.metrics, o.class_names, o.out_dir + "/confusion.png");
+  }
+  clf.eval();
+  return res;
+}
+
+}  // namespace mscl::eval
