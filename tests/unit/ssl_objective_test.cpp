@@ -322,3 +322,48 @@ TEST_CASE("kill -9 and --resume reach the same parameters as an uninterrupted ru
   }
   REQUIRE(a.integers == b.integers);
 }
+
+TEST_CASE("motion warm-up: cross-modal and LMCL weights ramp linearly with the samples seen", "[ssl]") {
+  // The total is recomputed independently from the logged (unweighted) terms with the expected
+  // ramp factor: 0 at the start, 1/2 after half the warm-up, 1 afterwards.
+  auto o = tiny_options();
+  o.motion_warmup_samples = 8;  // batches of 2: factor 0, 0.25, 0.5, 0.75, 1, 1
+  ssl::mscl_objective<float> obj(o);
+  const auto b = tiny_batch<float>(5);
+  for (int step = 0; step < 6; ++step) {
+    const double ramp = std::min(1.0, double(obj.samples_seen_rgb()) / 8.0);
+    ssl::mscl_step_stats st;
+    const double total = double(obj.forward(b, &st).item());
+    double expected = 0;
+    for (const auto& [name, value] : st.losses) {
+      const bool motion = name.rfind("loss_cls_mx", 0) == 0 || name == "loss_pos";
+      expected += (motion ? ramp : 1.0) * value;
+    }
+    CHECK(total == Approx(expected).epsilon(1e-5));
+    if (step == 0) CHECK(ramp == 0.0);
+  }
+  CHECK(obj.samples_seen_rgb() == 12);
+}
+
+TEST_CASE("time budget: the run stops when it is spent, and a resumed spent run does nothing", "[ssl][train]") {
+  const auto dir = tmp_dir("budget_run");
+  data::random_pair_source<float>::options so;
+  so.batch = 2; so.size = 16;
+  data::random_pair_source<float> src(so);
+  ssl::mscl_objective<float> obj(tiny_options());
+  train::pretrain_options po;
+  po.iterations = 50; po.out_dir = dir; po.progress = false; po.config_hash = "b";
+  po.time_budget_s = 1e-9;  // spent by the first step
+  const auto r = train::pretrain(obj, src, po);
+  CHECK(r.last_iteration == 1);
+  auto ck = train::load_latest_checkpoint<float>(dir);
+  CHECK(ck.state.at("iteration") == 1);
+  CHECK(ck.state.at("train_seconds").get<double>() > 0.0);
+  po.resume = true;
+  ssl::mscl_objective<float> again(tiny_options());
+  const auto r2 = train::pretrain(again, src, po);
+  CHECK(r2.first_iteration == 1);
+  CHECK(r2.last_iteration == 1);
+  po.time_budget_s = -1;
+  CHECK_THROWS_AS(train::pretrain(again, src, po), config_error);
+}

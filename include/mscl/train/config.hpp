@@ -37,6 +37,7 @@ inline json default_pretrain_config() {
       {"reference_batch", 0}, {"min_lr", p.min_lr}, {"warmup", p.warmup}, {"sgd_momentum", p.sgd_momentum},
       {"weight_decay", p.weight_decay}, {"clip_norm", p.clip_norm}, {"log_every", p.log_every},
       {"checkpoint_every", p.checkpoint_every}, {"keep_checkpoints", p.keep_checkpoints}, {"out_dir", p.out_dir},
+      {"time_budget_s", p.time_budget_s},
       // data
       {"source", "random_pairs"}, {"official_literal_flow_views", false}, {"batch", 8}, {"frames", 8}, {"size", 112}, {"prototypes", 64}, {"noise", 0.5},
       // data: "rawframes" source (data/mscl_clip_source.hpp; "frames" = clip length, "size" = crop size)
@@ -115,6 +116,7 @@ inline pretrain_options training_options(const json& c) {
   p.weight_decay = c.at("weight_decay"); p.clip_norm = c.at("clip_norm"); p.log_every = c.at("log_every");
   p.checkpoint_every = c.at("checkpoint_every"); p.keep_checkpoints = c.at("keep_checkpoints");
   p.out_dir = c.at("out_dir");
+  p.time_budget_s = c.at("time_budget_s");
   return p;
 }
 

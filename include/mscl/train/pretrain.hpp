@@ -51,6 +51,12 @@ struct pretrain_options {
   bool resume = false;            ///< continue from out_dir/latest.json if present
   std::string config_hash;        ///< refuse to resume a run made with another configuration
   bool progress = true;
+  /// > 0: a wall-clock budget in seconds of training (summed over resumed segments). The run stops
+  /// after the step that exhausts it, and the cosine schedule runs on the fraction of the budget
+  /// used (or of `iterations`, whichever is further), so that two objectives of different step
+  /// cost compared "at the same budget" both anneal fully. Timing makes such a run
+  /// non-reproducible step for step; `iterations` stays an upper bound.
+  double time_budget_s = 0;
   /// Called after every step with (iteration, stats); return false to stop (tests, early stop).
   std::function<bool(long, const ssl::mscl_step_stats&)> on_step;
   /// Data parallelism: null or one rank = this process alone (the loop runs exactly as without it).
@@ -210,14 +216,20 @@ pretrain_result pretrain(ssl::mscl_objective<T, B>& objective, Source& source, c
   const optim::cosine_schedule schedule{o.lr, o.min_lr, total, o.warmup, 0.0};
   const bool parallel = o.comm && o.comm->size() > 1;
   const bool lead = !parallel || o.comm->rank() == 0;  // logs, shows progress, checkpoints
+  MSCL_CHECK(o.time_budget_s >= 0 && !(parallel && o.time_budget_s > 0), config_error,
+             "pretrain: time_budget_s must be >= 0 and is not supported with data parallelism (ranks would need to "
+             "agree on when to stop); got " << o.time_budget_s);
   if (parallel)
     MSCL_CHECK((o.comm->memory() == dist::memory_kind::host || !std::is_same_v<B, cpu>), config_error,
                "pretrain: the '" << o.comm->name() << "' communicator works on device memory; CPU training needs mpi");
 
   pretrain_result res;
   long start = 0;
+  double previous_seconds = 0;  // training time of the segments before a resume (time budget)
   if (lead && o.resume && has_checkpoint(o.out_dir)) {
-    start = detail::restore_checkpoint(load_latest_checkpoint<T>(o.out_dir), objective, opt, o.config_hash, o.out_dir);
+    const auto ck = load_latest_checkpoint<T>(o.out_dir);
+    start = detail::restore_checkpoint(ck, objective, opt, o.config_hash, o.out_dir);
+    previous_seconds = ck.state.value("train_seconds", 0.0);
     std::fprintf(stderr, "pretrain: resumed from %s at iteration %ld\n", o.out_dir.c_str(), start);
   }
   std::unique_ptr<dist::gradient_buckets<T, B>> buckets;
@@ -248,8 +260,15 @@ pretrain_result pretrain(ssl::mscl_objective<T, B>& objective, Source& source, c
   double window_data = 0;
   auto window_start = std::chrono::steady_clock::now();
 
-  for (long it = start; it < o.iterations; ++it) {
-    const double position = per_epoch ? std::floor(double(it) / double(o.iterations_per_epoch)) : double(it);
+  auto train_seconds = [&] {
+    return previous_seconds + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  // a resumed run whose budget is already spent has nothing left to do
+  const long end = o.time_budget_s > 0 && previous_seconds >= o.time_budget_s ? start : o.iterations;
+  res.last_iteration = start;
+  for (long it = start; it < end; ++it) {
+    double position = per_epoch ? std::floor(double(it) / double(o.iterations_per_epoch)) : double(it);
+    if (o.time_budget_s > 0) position = std::max(position, total * std::min(1.0, train_seconds() / o.time_budget_s));
     const double lr = schedule(position);
     opt.set_lr(lr);
 
@@ -281,8 +300,15 @@ pretrain_result pretrain(ssl::mscl_objective<T, B>& objective, Source& source, c
     ++window_steps;
 
     const long done = it + 1;
+    const bool budget_spent = o.time_budget_s > 0 && train_seconds() >= o.time_budget_s;
+    if (o.time_budget_s > 0 && !budget_spent) {  // expected steps at the current rate, for the bar's ETA
+      const double spent_here = train_seconds() - previous_seconds;
+      const double steps_per_s = spent_here > 0 ? double(done - start) / spent_here : 0.0;
+      bar.set_total(std::min(o.iterations, done + 1 + long((o.time_budget_s - train_seconds()) * steps_per_s)));
+    }
+    if (budget_spent) bar.set_total(done);
     if (o.progress && lead) bar.update(done, "loss " + std::to_string(loss.item()).substr(0, 6) + " | " + detail::format_terms(stats));
-    if (o.log_every > 0 && (done % o.log_every == 0 || done == o.iterations)) {
+    if (o.log_every > 0 && (done % o.log_every == 0 || done == o.iterations || budget_spent)) {
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
       const index_t nb = batch.rgb_q.shape()[0] * (parallel ? o.comm->size() : 1);  // global clips
       double loss_value = double(loss.item());
@@ -300,9 +326,16 @@ pretrain_result pretrain(ssl::mscl_objective<T, B>& objective, Source& source, c
       window_data = 0;
       window_start = std::chrono::steady_clock::now();
     }
-    if (lead && ((o.checkpoint_every > 0 && done % o.checkpoint_every == 0) || done == o.iterations))
-      save_checkpoint(o.out_dir, done, detail::make_checkpoint(objective, opt, o.config_hash), o.keep_checkpoints);
+    if (lead && ((o.checkpoint_every > 0 && done % o.checkpoint_every == 0) || done == o.iterations || budget_spent)) {
+      auto ck = detail::make_checkpoint(objective, opt, o.config_hash);
+      ck.state["train_seconds"] = train_seconds();
+      save_checkpoint(o.out_dir, done, ck, o.keep_checkpoints);
+    }
     res.last_iteration = done;
+    if (budget_spent) {
+      if (lead) std::fprintf(stderr, "\npretrain: time budget of %.0f s spent after %ld iterations\n", o.time_budget_s, done);
+      break;
+    }
     if (o.on_step && !o.on_step(done, stats)) break;
   }
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -24,6 +24,8 @@ class progress_bar {
       : total_(total), label_(std::move(label)), every_(every > 0 ? every : 1), out_(out),
         tty_(isatty(fileno(out)) != 0), start_(clock::now()) {}
 
+  /// Changes the expected total (a time-budgeted run learns its step count as it goes).
+  void set_total(long total) { total_ = total; }
   /// Marks `done` steps finished; `extra` is appended (loss terms and the like).
   void update(long done, const std::string& extra = "") {
     const double elapsed = seconds_since_start();
