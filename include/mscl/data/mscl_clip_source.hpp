@@ -302,6 +302,10 @@ class mscl_clip_source {
     }
     if (mds_) {
       const mds_video_samples* s = mds_->file().find(e.frame_dir);
+      // The statistic runs over the flow maps (N - 1 for N frames with consecutive pairs). With
+      // flow the counts must agree; an RGB-only run (the MoCo-RGB baseline with MDS) samples
+      // within the first s->num_frames frames, the ones the statistic scored.
+      if (!o_.with_flow && s->num_frames < vi.num_frames) vi.num_frames = s->num_frames;
       MSCL_CHECK(s->num_frames == vi.num_frames, io_error,
                  where << ": the sample file " << o_.samples_file << " has " << s->num_frames << " frames for '"
                        << e.frame_dir << "' but the data set gives " << vi.num_frames
