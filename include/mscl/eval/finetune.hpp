@@ -16,6 +16,9 @@
 /// for any thread count and a resumed run continues exactly (checkpoints are written at epoch
 /// boundaries with model, BatchNorm statistics and momentum buffers).
 #pragma once
+#if !(defined(MSCL_WITH_JPEG) && MSCL_WITH_JPEG)
+#error "mscl/eval/finetune.hpp reads rawframes JPEGs: link the mscl::jpeg target (MSCL_WITH_JPEG)"
+#endif
 #include <algorithm>
 #include <chrono>
 #include <cmath>
