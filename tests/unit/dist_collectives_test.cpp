@@ -161,7 +161,7 @@ TEST_CASE("mpi: all-reduce, all-gather and broadcast give the hand-computed answ
   c.barrier();
 }
 
-TEST_CASE("mpi: gradient buckets average over ranks; a missing gradient counts as zero", "[.mpi]") {
+TEST_CASE("mpi: gradient buckets average over ranks, and a missing gradient counts as zero", "[.mpi]") {
   auto& c = *world();
   const int r = c.rank(), w = c.size();
   std::vector<tensor<double>> ps;

@@ -350,7 +350,7 @@ std::vector<double> naive_trilinear(const std::vector<double>& in, index_t t, in
 }
 }  // namespace
 
-TEST_CASE("gradcam: equals the closed form from layer4 activations and fc weights; zero-safe", "[eval][gradcam]") {
+TEST_CASE("gradcam: equals the closed form from layer4 activations and fc weights, and is zero-safe", "[eval][gradcam]") {
   mscl::eval::video_classifier<float> clf(tiny_options(4, 3));
   clf.train();  // gradcam must switch to eval (no dropout) and back
   const auto x = random_tensor({1, 3, 4, 16, 16}, 77, 0, 1);
