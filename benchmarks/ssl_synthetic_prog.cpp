@@ -23,6 +23,7 @@
 
 #include <mscl/augment/presets.hpp>
 #include <mscl/data/synthetic.hpp>
+#include <mscl/eval/retrieval.hpp>
 #include <mscl/flow/tvl1.hpp>
 #include <mscl/mscl.hpp>
 #include <mscl/optim/schedule.hpp>
@@ -254,43 +255,23 @@ tensor<float> stack_batch(const std::vector<tensor<float>>& xs) {
   return out;
 }
 
-struct retrieval_result {
+// Recall@1/5/10 with each set centred by its own mean (ALGORITHM.md §9.3), L2, cosine.
+struct recall_1_5_10 {
   double r1 = 0, r5 = 0, r10 = 0;
 };
-
-// Mean-centred (each set by its own mean, ALGORITHM.md §9.3), L2-normalised cosine retrieval.
-retrieval_result retrieval(std::vector<std::vector<double>> q, const std::vector<int>& ql, std::vector<std::vector<double>> g,
-                           const std::vector<int>& gl) {
-  auto centre_norm = [](std::vector<std::vector<double>>& x) {
-    const std::size_t d = x[0].size();
-    std::vector<double> mean(d, 0.0);
-    for (auto& r : x) for (std::size_t j = 0; j < d; ++j) mean[j] += r[j] / double(x.size());
-    for (auto& r : x) {
-      double n = 0;
-      for (std::size_t j = 0; j < d; ++j) { r[j] -= mean[j]; n += r[j] * r[j]; }
-      n = std::sqrt(n) + 1e-12;
-      for (auto& v : r) v /= n;
-    }
+recall_1_5_10 retrieval(const std::vector<std::vector<double>>& q, const std::vector<int>& ql,
+                        const std::vector<std::vector<double>>& g, const std::vector<int>& gl) {
+  auto to_tensor = [](const std::vector<std::vector<double>>& rows) {
+    tensor<float> t = tensor<float>::empty({index_t(rows.size()), index_t(rows[0].size())});
+    for (std::size_t i = 0; i < rows.size(); ++i)
+      for (std::size_t j = 0; j < rows[i].size(); ++j) t.data()[i * rows[i].size() + j] = float(rows[i][j]);
+    return t;
   };
-  centre_norm(q);
-  centre_norm(g);
-  retrieval_result res;
-  for (std::size_t i = 0; i < q.size(); ++i) {
-    std::vector<std::pair<double, int>> sims;
-    for (std::size_t j = 0; j < g.size(); ++j) {
-      double s = 0;
-      for (std::size_t k = 0; k < q[i].size(); ++k) s += q[i][k] * g[j][k];
-      sims.push_back({-s, gl[j]});
-    }
-    std::partial_sort(sims.begin(), sims.begin() + 10, sims.end());
-    bool h1 = sims[0].second == ql[i], h5 = false, h10 = false;
-    for (int k = 0; k < 10; ++k) {
-      if (sims[std::size_t(k)].second == ql[i]) { h10 = true; if (k < 5) h5 = true; }
-    }
-    res.r1 += h1; res.r5 += h5; res.r10 += h10;
-  }
-  res.r1 /= double(q.size()); res.r5 /= double(q.size()); res.r10 /= double(q.size());
-  return res;
+  mscl::eval::retrieval_options o;
+  o.ks = {1, 5, 10};
+  o.center = mscl::eval::centering::per_set;
+  const auto r = mscl::eval::retrieve(to_tensor(q), ql, to_tensor(g), gl, o);
+  return {r.recall[0], r.recall[1], r.recall[2]};
 }
 
 }  // namespace
