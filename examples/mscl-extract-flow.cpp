@@ -62,7 +62,9 @@ const char* usage =
     "  --frame-stride S      flow k starts at frame k*S (default 1)\n"
     "  --pair-offset A       flow k ends at frame k*S + A (default A = S; MSCL release: S 2, A 8)\n"
     "compute:\n"
-    "  --device D            cpu (default and only choice in this build)\n"
+    "  --device D            cpu (default) or cuda (the CUDA TV-L1, same parameters; builds configured\n"
+    "                        with -DMSCL_WITH_CUDA=ON only; one GPU stream per worker, so use several\n"
+    "                        --workers to keep the GPU busy while frames are decoded)\n"
     "  --workers N           videos in parallel (default: the number of cores)\n"
     "  --flow-threads T      OpenMP threads per worker's TV-L1 (default 1; for fewer videos than cores\n"
     "                        try cores / workers, with OMP_WAIT_POLICY=passive on a shared machine)\n"
@@ -156,6 +158,8 @@ int run(std::map<std::string, std::string>& o) {
   if (has("--tvl1-epsilon")) opt.tvl1.epsilon = float(to_double("--tvl1-epsilon", o["--tvl1-epsilon"]));
   if (has("--tvl1-lambda")) opt.tvl1.lambda = float(to_double("--tvl1-lambda", o["--tvl1-lambda"]));
   if (opt.tvl1.nscales < 1 || opt.tvl1.warps < 1) throw usage_error("--tvl1-scales and --tvl1-warps must be >= 1");
+  // An unusable device (a build without CUDA, no GPU) fails here, before the output is touched.
+  if (opt.device != mscl::flow::flow_device::cpu) (void)mscl::flow::make_flow_engine(opt.device, opt.tvl1, 1);
   opt.durable = !has("--no-sync");
   bo.overwrite = has("--overwrite");
   opt.validate();

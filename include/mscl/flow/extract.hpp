@@ -23,9 +23,12 @@
 /// other options or without a manifest. One run per output root at a time (the program holds a
 /// lock file); temporaries have fixed names so that a rerun finds them.
 ///
-/// Device. `make_flow_engine` is the one place that maps `flow_device` to an implementation; today
-/// only the CPU TV-L1 (`tvl1.hpp`) exists. Every worker owns one engine (one workspace), so engines
-/// need not be thread-safe.
+/// Device. `make_flow_engine` is the one place that maps `flow_device` to an implementation: the
+/// CPU TV-L1 (`tvl1.hpp`) or the CUDA TV-L1 (`tvl1_cuda.hpp`), which a host-compiled program
+/// reaches through `make_tvl1_cuda_engine` (engine.hpp) when it links the CUDA engine's nvcc
+/// translation unit (MSCL_FLOW_CUDA_ENGINE=1; mscl-extract-flow does when MSCL_WITH_CUDA is ON).
+/// Every worker owns one engine (one workspace), so engines need not be thread-safe; extract_batch
+/// creates them all on the calling thread, so that a missing GPU is an exception, not a crash.
 ///
 /// Optional parts: reading rawframes and writing JPEGs need `MSCL_WITH_JPEG`, reading video files
 /// needs `MSCL_WITH_FFMPEG`; asking for a missing one is a `config_error` at run time, naming the
@@ -62,6 +65,7 @@
 #include "../data/rawframes.hpp"
 #include "../io/atomic_file.hpp"
 #include "../io/flo.hpp"
+#include "engine.hpp"
 #include "quantize.hpp"
 #include "tvl1.hpp"
 #if defined(MSCL_WITH_JPEG) && MSCL_WITH_JPEG
@@ -81,11 +85,26 @@ enum class flow_output_layout {
   flo,   ///< one Middlebury .flo per flow, float32 pixels (lossless)
 };
 
-/// Where flow is computed. Only `cpu` exists; a CUDA engine adds a value and a case in make_flow_engine.
-enum class flow_device { cpu };
+/// Where flow is computed (the CUDA TV-L1 only in builds that link it: MSCL_FLOW_CUDA_ENGINE).
+enum class flow_device { cpu, cuda };
+
+/// Whether this build can compute flow on `d`.
+inline bool flow_device_built(flow_device d) {
+#if defined(MSCL_FLOW_CUDA_ENGINE) && MSCL_FLOW_CUDA_ENGINE
+  (void)d;
+  return true;
+#else
+  return d == flow_device::cpu;
+#endif
+}
+/// Why --device cuda is unavailable in a build without the CUDA engine.
+inline const char* flow_cuda_missing_message() {
+  return "this build has no CUDA TV-L1: reconfigure with -DMSCL_WITH_CUDA=ON (needs nvcc and cuDNN 9, "
+         "docs/cuda.md) and rebuild mscl-extract-flow";
+}
 
 inline const char* flow_output_layout_name(flow_output_layout l) { return l == flow_output_layout::jpeg ? "jpeg" : "float"; }
-inline const char* flow_device_name(flow_device) { return "cpu"; }
+inline const char* flow_device_name(flow_device d) { return d == flow_device::cuda ? "cuda" : "cpu"; }
 
 /// "jpeg" or "float" (also "flo").
 inline flow_output_layout parse_flow_output_layout(const std::string& s) {
@@ -95,9 +114,12 @@ inline flow_output_layout parse_flow_output_layout(const std::string& s) {
   return flow_output_layout::jpeg;
 }
 
+/// "cpu" or "cuda"; "cuda" in a build without the CUDA engine is a config_error saying how to get it.
 inline flow_device parse_flow_device(const std::string& s) {
-  MSCL_CHECK(s == "cpu", config_error, "flow::parse_flow_device: only 'cpu' is available in this build, got '" << s << "'");
-  return flow_device::cpu;
+  MSCL_CHECK(s == "cpu" || s == "cuda", config_error, "flow::parse_flow_device: expected cpu or cuda, got '" << s << "'");
+  const flow_device d = s == "cuda" ? flow_device::cuda : flow_device::cpu;
+  MSCL_CHECK(flow_device_built(d), config_error, "flow::parse_flow_device: --device cuda: " << flow_cuda_missing_message());
+  return d;
 }
 
 /// Everything that decides the bytes of an extracted video (plus the device, which does not).
@@ -195,13 +217,7 @@ inline std::int64_t flow_pair_count(std::int64_t frames, int stride, int offset)
 
 // ------------------------------------------------------------------------------------ flow engine
 
-/// Computes one flow field from two grey planes (values 0..255, row-major h×w); u right, v down.
-class flow_engine {
- public:
-  virtual ~flow_engine() = default;
-  virtual const char* name() const = 0;
-  virtual void compute(const float* i0, const float* i1, int height, int width, float* u, float* v) = 0;
-};
+// flow_engine (the interface) lives in engine.hpp.
 
 /// TV-L1 on the CPU with `threads` OpenMP threads and one reused workspace.
 class tvl1_cpu_engine final : public flow_engine {
@@ -221,6 +237,12 @@ class tvl1_cpu_engine final : public flow_engine {
 inline std::unique_ptr<flow_engine> make_flow_engine(flow_device device, const tvl1_options& opt, int threads) {
   switch (device) {
     case flow_device::cpu: return std::make_unique<tvl1_cpu_engine>(opt, threads);
+    case flow_device::cuda:
+#if defined(MSCL_FLOW_CUDA_ENGINE) && MSCL_FLOW_CUDA_ENGINE
+      return make_tvl1_cuda_engine(opt);  // throws when no GPU is usable, naming the reason
+#else
+      MSCL_CHECK(false, config_error, "flow::make_flow_engine: device cuda: " << flow_cuda_missing_message());
+#endif
   }
   MSCL_CHECK(false, config_error, "flow::make_flow_engine: unknown device");
   return nullptr;
@@ -920,22 +942,24 @@ inline batch_summary extract_batch(const std::vector<extract_job>& jobs, const s
   auto pair_cb = [&](std::int64_t, std::int64_t) {
     if (on_pair) on_pair();
   };
-  auto worker = [&] {
-    std::unique_ptr<flow_engine> engine = make_flow_engine(opt.device, opt.tvl1, bo.threads_per_worker);
+  const int nw = std::max(1, std::min<int>(bo.workers, int(jobs.size())));
+  // Engines are made here, not in the threads: a failure (no GPU) must reach the caller.
+  std::vector<std::unique_ptr<flow_engine>> engines;
+  for (int t = 0; t < nw; ++t) engines.push_back(make_flow_engine(opt.device, opt.tvl1, bo.threads_per_worker));
+  auto worker = [&](flow_engine& engine) {
     for (std::size_t i; (i = next.fetch_add(1)) < jobs.size();) {
-      job_result r = run_extract_job(jobs[i], out_root, opt, *engine, bo.overwrite, pair_cb);
+      job_result r = run_extract_job(jobs[i], out_root, opt, engine, bo.overwrite, pair_cb);
       std::lock_guard<std::mutex> lock(mu);
       s.results[i] = r;
       ++finished;
       if (on_result) on_result(s.results[i], finished, jobs.size());
     }
   };
-  const int nw = std::max(1, std::min<int>(bo.workers, int(jobs.size())));
   if (nw == 1) {
-    worker();
+    worker(*engines[0]);
   } else {
     std::vector<std::thread> pool;
-    for (int t = 0; t < nw; ++t) pool.emplace_back(worker);
+    for (int t = 0; t < nw; ++t) pool.emplace_back(worker, std::ref(*engines[std::size_t(t)]));
     for (auto& t : pool) t.join();
   }
   for (const auto& r : s.results) {
