@@ -10,6 +10,10 @@
 // starts from random initialisation. Writes DIR/config.json, DIR/log.jsonl, checkpoints,
 // DIR/model.safetensors (MMAction2 names), DIR/metrics.json and DIR/confusion.png, and prints the
 // final metrics as one JSON line on stdout.
+//
+// Data parallel: `mpirun -np W mscl-finetune ...` (or srun) runs W ranks; "batch" is then per
+// rank (global batch W x batch; reference_batch scales the lr to the global batch), BatchNorm is
+// synchronised over ranks unless --set sync_bn=false, and only rank 0 writes (docs/distributed.md).
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -17,6 +21,9 @@
 #include <mscl/eval/classification.hpp>
 #include <mscl/eval/finetune.hpp>
 #include <mscl/train/config.hpp>
+#if defined(MSCL_WITH_MPI)
+#include <mscl/dist/mpi.hpp>
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -24,6 +31,13 @@
 namespace {
 
 using mscl::train::json;
+
+/// Started by an MPI launcher? (Open MPI's mpirun, MPICH/Slurm PMI, PMIx.)
+bool launched_by_mpi() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"})
+    if (std::getenv(v)) return true;
+  return false;
+}
 
 json default_config() {
   return json{
@@ -45,25 +59,33 @@ json default_config() {
       {"sgd_momentum", 0.9}, {"weight_decay", 1e-6}, {"clip_norm", 40.0},
       // run
       {"eval_every", 2}, {"checkpoint_every", 1}, {"keep_checkpoints", 2}, {"log_every", 10}, {"out_dir", "runs/finetune"},
-      {"seed", 0}, {"threads", 2}};
+      {"seed", 0}, {"threads", 2},
+      // data parallelism (mpirun -np W): BN statistics over all ranks, bucket all-reduce during backward
+      {"sync_bn", true}, {"overlap_backward", true}};
 }
 
 const char* usage =
     "usage: mscl-finetune [--config FILE.json] [--set key=value ...] [--init CKPT.safetensors] [--out DIR]\n"
-    "                     [--resume] [--print-config]\n"
+    "                     [--resume] [--print-config] [--dist auto|mpi|none] [--dist-timeout S]\n"
     "Fine-tunes (or, without --init, trains from scratch) an R3D classifier on MMAction2 rawframes\n"
     "(train_root/train_list, test_root/test_list), then evaluates with the test protocol\n"
     "(test_clips clips x test_crop crops, scores averaged as `average`). --print-config lists every key\n"
     "with its current value. Configs: configs/finetune_ucf101.json (paper recipe), configs/finetune_small_cpu.json\n"
     "(the synthetic demo). Outputs in DIR: config.json log.jsonl ckpt-*.safetensors latest.json\n"
-    "model.safetensors metrics.json confusion.png.\n";
+    "model.safetensors metrics.json confusion.png.\n"
+    "Data parallel: mpirun -np W mscl-finetune ... ('batch' is per rank; BN synchronised over ranks unless\n"
+    "--set sync_bn=false). --dist auto|mpi|none (auto: MPI when started by mpirun/srun), --dist-timeout S:\n"
+    "a collective waiting longer than S seconds aborts the job (default $MSCL_DIST_TIMEOUT or 300).\n";
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::shared_ptr<mscl::dist::communicator> comm;
   try {
     json cfg = default_config();
     bool resume = false, print_only = false;
+    std::string dist_mode = "auto";
+    double dist_timeout = 0;
     for (int i = 1; i < argc; ++i) {
       const std::string k = argv[i];
       auto value = [&]() -> std::string {
@@ -86,12 +108,30 @@ int main(int argc, char** argv) {
         resume = true;
       } else if (k == "--print-config") {
         print_only = true;
+      } else if (k == "--dist") {
+        dist_mode = value();
+        MSCL_CHECK(dist_mode == "auto" || dist_mode == "mpi" || dist_mode == "none", mscl::config_error,
+                   "mscl-finetune: --dist expects auto, mpi or none, got '" << dist_mode << "'");
+      } else if (k == "--dist-timeout") {
+        dist_timeout = std::stod(value());
+        MSCL_CHECK(dist_timeout > 0, mscl::config_error, "mscl-finetune: --dist-timeout must be positive");
       } else {
         throw mscl::config_error("mscl-finetune: unknown option " + k + " (see --help)");
       }
     }
+    if (dist_mode == "mpi" || (dist_mode == "auto" && launched_by_mpi())) {
+#if defined(MSCL_WITH_MPI)
+      comm = std::make_shared<mscl::dist::mpi_communicator>(&argc, &argv, dist_timeout);
+#else
+      MSCL_CHECK(false, mscl::config_error,
+                 "mscl-finetune: started by an MPI launcher (or --dist mpi) but built without MPI; rebuild with "
+                 "libopenmpi-dev installed (MSCL_WITH_MPI)");
+#endif
+    }
+    const int rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
+    const bool lead = rank == 0;
     if (print_only) {
-      std::cout << cfg.dump(2) << "\n";
+      if (lead) std::cout << cfg.dump(2) << "\n";
       return 0;
     }
 #ifdef _OPENMP
@@ -121,7 +161,7 @@ int main(int argc, char** argv) {
     views.resize_short = cfg.at("test_resize_short");
     views.normalize = aug.normalize;
 
-    std::cerr << "mscl-finetune: indexing " << train_list << " ...\n";
+    if (lead) std::cerr << "mscl-finetune: indexing " << train_list << " ...\n";
     const mscl::eval::rawframes_train_source train(train_root, train_list, sampling, aug);
     std::unique_ptr<mscl::eval::rawframes_test_source> test;
     if (!test_list.empty()) test = std::make_unique<mscl::eval::rawframes_test_source>(test_root, test_list, sampling, views);
@@ -149,17 +189,18 @@ int main(int argc, char** argv) {
     const std::string init = cfg.at("init");
     if (!init.empty()) {
       const auto r = mscl::eval::load_pretrained_backbone(clf, init, cfg.at("init_key_map").get<std::string>());
-      std::cerr << "mscl-finetune: backbone from " << init << " (" << r.format << ", key map '" << r.key_map << "'): "
+      if (lead) std::cerr << "mscl-finetune: backbone from " << init << " (" << r.format << ", key map '" << r.key_map << "'): "
                 << r.loaded << " entries loaded, " << r.file_unused << " file tensors not used\n";
     } else {
-      std::cerr << "mscl-finetune: random initialisation (training from scratch)\n";
+      if (lead) std::cerr << "mscl-finetune: random initialisation (training from scratch)\n";
     }
 
     mscl::eval::finetune_options fo;
     fo.epochs = cfg.at("epochs");
     fo.batch = cfg.at("batch");
     const double ref = cfg.at("reference_batch");
-    fo.lr = ref > 0 ? mscl::optim::scaled_lr(cfg.at("lr"), ref, double(fo.batch)) : double(cfg.at("lr"));
+    // lr for the global batch (W x batch); every rank starts from rank 0's weights (broadcast).
+    fo.lr = ref > 0 ? mscl::optim::scaled_lr(cfg.at("lr"), ref, double(fo.batch * world)) : double(cfg.at("lr"));
     fo.min_lr = cfg.at("min_lr");
     fo.warmup_epochs = cfg.at("warmup_epochs");
     fo.schedule = cfg.at("schedule");
@@ -178,22 +219,34 @@ int main(int argc, char** argv) {
     fo.out_dir = cfg.at("out_dir");
     fo.seed = cfg.at("seed");
     fo.resume = resume;
-    fo.config_hash = mscl::train::config_hash(cfg);
+    // The run's numbers depend on the global batch, not on its split over ranks (with sync-BN):
+    // a run resumes with any world size that keeps batch x W.
+    json global_cfg = cfg;
+    global_cfg["batch"] = cfg.at("batch").get<std::int64_t>() * world;
+    global_cfg.erase("sync_bn");
+    global_cfg.erase("overlap_backward");
+    if (world > 1 && !cfg.at("sync_bn").get<bool>()) global_cfg["per_rank_bn"] = true;
+    fo.config_hash = mscl::train::config_hash(global_cfg);
+    fo.comm = world > 1 ? comm : nullptr;
+    fo.sync_bn = cfg.at("sync_bn");
+    fo.overlap_backward = cfg.at("overlap_backward");
+    fo.progress = lead;
     fo.class_names = names;
     fo.protocol = {{"test_list", test_list}, {"sampler", sampling.sampler}, {"clip_len", sampling.clip_len},
                    {"frame_interval", sampling.frame_interval}, {"num_clips", views.num_clips}, {"crop", views.crop},
                    {"crops_per_clip", test ? test->crops_per_clip() : 0}, {"crop_size", views.crop_size},
                    {"resize_short", views.resize_short}, {"average", mscl::eval::score_average_name(fo.average)}, {"init", init.empty() ? "random" : init}};
 
-    std::filesystem::create_directories(fo.out_dir);
-    {
+    if (lead) {
+      std::filesystem::create_directories(fo.out_dir);
       const std::string text = cfg.dump(2) + "\n";
       mscl::io::write_file_atomic(fo.out_dir + "/config.json", [&](mscl::io::atomic_file& f) { f.write(text.data(), text.size()); });
     }
-    std::cerr << "mscl-finetune: r3d_" << co.depth << " width " << co.width << " (" << clf.parameter_count()
+    if (lead)
+      std::cerr << "mscl-finetune: r3d_" << co.depth << " width " << co.width << " (" << clf.parameter_count()
               << " parameters), " << num_classes << " classes, " << train.size() << " train / "
-              << (test ? test->size() : 0) << " test videos, batch " << fo.batch << ", " << fo.epochs << " epochs ("
-              << train.size() / fo.batch << " iterations each), lr " << fo.lr << " (" << fo.schedule << "), config "
+              << (test ? test->size() : 0) << " test videos, batch " << fo.batch << " x " << world << " rank(s), " << fo.epochs << " epochs ("
+              << train.size() / (fo.batch * world) << " iterations each), lr " << fo.lr << " (" << fo.schedule << "), config "
               << fo.config_hash << " -> " << fo.out_dir << "\n";
     const auto res = mscl::eval::finetune(clf, train, test.get(), fo);
     json out = {{"iterations", res.last_iteration}, {"first_iteration", res.first_iteration}, {"wall_s", res.seconds},
@@ -206,9 +259,12 @@ int main(int argc, char** argv) {
       out["mean_class_accuracy"] = m.mean_class_accuracy;
       out["test_videos"] = m.count;
     }
-    std::cout << out.dump() << std::endl;
+    if (world > 1) out["world_size"] = world;
+    if (lead) std::cout << out.dump() << std::endl;
     return 0;
   } catch (const std::exception& e) {
+    // One failing rank ends the whole job with its message instead of leaving the others waiting.
+    if (comm && comm->size() > 1) comm->abort("error (rank " + std::to_string(comm->rank()) + "): " + e.what(), 2);
     std::cerr << "error: " << e.what() << "\n";
     return 2;
   }

@@ -2,7 +2,9 @@
 // the sharded random-pair source (one process), and — under `mpirun -np 2` (ctest entries
 // dist_collectives_mpi, dist_watchdog_*; hidden Catch tags [.mpi], [.watchdog_*]) — MPI
 // collectives against hand-computed answers, bucketed gradient averaging, and the watchdog
-// turning a stalled or killed peer into a clear error instead of a hang.
+// turning a stalled or killed peer into a clear error instead of a hang. Also the autograd
+// engine's gradient-ready hook (one process), and sync-BN of one BatchNorm layer over 2 ranks
+// against single-process BN over the concatenated batch (forward, backward, running buffers).
 #include <catch2/catch.hpp>
 
 #include <csignal>
@@ -13,6 +15,11 @@
 #include <mscl/dist/communicator.hpp>
 #include <mscl/dist/data_parallel.hpp>
 #include <mscl/dist/gradient_buckets.hpp>
+#include <mscl/dist/sync_batch_norm.hpp>
+#include <mscl/ops/elementwise.hpp>
+#include <mscl/ops/norm.hpp>
+#include <mscl/ops/reduce.hpp>
+#include <mscl/ops/shape_ops.hpp>
 #if defined(MSCL_WITH_MPI)
 #include <mscl/dist/mpi.hpp>
 #endif
@@ -55,6 +62,42 @@ TEST_CASE("gradient_buckets: reverse order, capacity in bytes", "[dist]") {
   REQUIRE(gb.bucket_elements(0) == 6);
   REQUIRE(gb.bucket_elements(1) == 5);
   REQUIRE(gb.bucket_elements(2) == 3);
+}
+
+TEST_CASE("gradient-ready hook: every graph leaf reported once, with its final gradient", "[dist]") {
+  // loss = sum(a*b) + sum(a*a) + sum(c): a has three edges (mul twice as x and y), b one, c one;
+  // d requires grad but is not in the graph. By hand: da = b + 2a, db = a, dc = 1.
+  auto leaf = [](std::vector<float> v) {
+    auto t = tensor<float>::from_vector({index_t(v.size())}, v);
+    t.set_requires_grad(true);
+    return t;
+  };
+  auto a = leaf({1, -2}), b = leaf({3, 0.5f}), c = leaf({4, 5}), d = leaf({7});
+  const auto loss = ops::add(ops::add(ops::sum(ops::mul(a, b)), ops::sum(ops::mul(a, a))), ops::sum(c));
+  std::vector<std::pair<const void*, std::vector<float>>> reported;  // (leaf, its gradient when reported)
+  autograd::grad_ready_fn<float, cpu> hook = [&](const tensor<float>& t) {
+    reported.push_back({t.impl().get(), t.grad().defined() ? t.grad().to_vector() : std::vector<float>{}});
+  };
+  {
+    autograd::scoped_grad_ready_hook<float, cpu> scope(hook);
+    loss.backward();
+  }
+  REQUIRE(reported.size() == 3);
+  std::set<const void*> seen;
+  for (const auto& [p, g] : reported) seen.insert(p);
+  REQUIRE(seen == std::set<const void*>{a.impl().get(), b.impl().get(), c.impl().get()});
+  for (const auto& [p, g] : reported) {
+    const tensor<float>& t = p == a.impl().get() ? a : p == b.impl().get() ? b : c;
+    REQUIRE(g == t.grad().to_vector());  // final when reported: nothing was added afterwards
+  }
+  REQUIRE(a.grad().to_vector() == std::vector<float>{3 + 2 * 1, 0.5f + 2 * -2});
+  REQUIRE(b.grad().to_vector() == std::vector<float>{1, -2});
+  REQUIRE(c.grad().to_vector() == std::vector<float>{1, 1});
+  REQUIRE(!d.grad().defined());
+  // uninstalled after the scope: a second backward reports nothing
+  reported.clear();
+  ops::sum(ops::mul(a, b)).backward();
+  REQUIRE(reported.empty());
 }
 
 TEST_CASE("distributed_sampler: disjoint shards whose union is the global batch", "[dist]") {
@@ -184,6 +227,76 @@ TEST_CASE("mpi: gradient buckets average over ranks, and a missing gradient coun
   double expect = 0;
   for (int k = 0; k < w; ++k) expect += k == 1 ? 0.0 : double(k + 1);
   REQUIRE(ps[1].grad().data()[0] == Approx(expect / double(w)));
+}
+
+// Sync-BN of one layer: rank 0 holds rows [0, 3) and rank 1 rows [3, 5) of a batch of 5 (unequal
+// on purpose: the statistics are weighted by the global count). Loss = sum(y * G) with a fixed G,
+// so the upstream gradient of every row is the same in both runs; then dx rows, and the sum over
+// ranks of dweight / dbias, must equal single-process BN over all 5 rows; so must y and the
+// running buffers (unbiased variance of the 5·S values per channel).
+TEST_CASE("mpi: sync-BN of one layer over 2 ranks equals single-process BN over the whole batch", "[.mpi]") {
+  auto c = world();
+  const int r = c->rank();
+  REQUIRE(c->size() == 2);
+  const index_t n = 5, C = 3, S = 4, first = r == 0 ? 0 : 3, rows = r == 0 ? 3 : 2;
+  std::vector<float> xv(std::size_t(n * C * S)), gv(xv.size());
+  for (std::size_t i = 0; i < xv.size(); ++i) {  // channel-dependent offsets and scales
+    xv[i] = float(std::sin(0.7 * double(i)) * (1 + double((i / S) % C)) + 2.0 * double((i / S) % C));
+    gv[i] = float(std::cos(1.3 * double(i)));
+  }
+  const auto X = tensor<float>::from_vector({n, C, S}, xv), G = tensor<float>::from_vector({n, C, S}, gv);
+  for (bool relu : {false, true}) {
+    INFO("fused relu: " << relu);
+    auto run = [&](const tensor<float>& x_in, const tensor<float>& g, bool sync) {
+      auto x = x_in.clone();
+      x.set_requires_grad(true);
+      auto w = tensor<float>::from_vector({C}, {1.5f, -0.5f, 2}), b = tensor<float>::from_vector({C}, {0.1f, 0.2f, -0.3f});
+      w.set_requires_grad(true);
+      b.set_requires_grad(true);
+      auto rm = tensor<float>::from_vector({C}, {0.5f, 0, -1}), rv = tensor<float>::from_vector({C}, {1, 2, 0.5f});
+      tensor<float> y;
+      {
+        dist::sync_batch_norm_scope scope(c, sync);
+        y = relu ? ops::batch_norm_relu(x, w, b, rm, rv, true, 0.1, 1e-5) : ops::batch_norm(x, w, b, rm, rv, true, 0.1, 1e-5);
+      }
+      ops::sum(ops::mul(y, g)).backward();  // backward outside the scope: the reducer was captured
+      return std::vector<tensor<float>>{y.detach(), x.grad(), w.grad(), b.grad(), rm, rv};
+    };
+    const auto ref = run(X, G, false);
+    const auto mine_x = ops::slice(X, 0, first, first + rows).clone(), mine_g = ops::slice(G, 0, first, first + rows).clone();
+    const auto par = run(mine_x, mine_g, true);
+    auto rows_of = [&](const tensor<float>& t) { return ops::slice(t, 0, first, first + rows).clone().to_vector(); };
+    auto close = [](const std::vector<float>& a, const std::vector<float>& b) {
+      REQUIRE(a.size() == b.size());
+      double m = 0;
+      for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(double(a[i]) - double(b[i])) / (1 + std::abs(double(b[i]))));
+      return m;
+    };
+    const double tol = 2e-6;  // float32 rounding of values of order 10
+    REQUIRE(close(par[0].to_vector(), rows_of(ref[0])) <= tol);  // y
+    REQUIRE(close(par[1].to_vector(), rows_of(ref[1])) <= tol);  // dx
+    for (int k : {2, 3}) {                                     // dweight, dbias: the ranks' parts add up
+      auto v = par[std::size_t(k)].to_vector();
+      c->all_reduce_sum(v.data(), v.size());
+      REQUIRE(close(v, ref[std::size_t(k)].to_vector()) <= tol);
+    }
+    REQUIRE(close(par[4].to_vector(), ref[4].to_vector()) <= tol);  // running mean
+    REQUIRE(close(par[5].to_vector(), ref[5].to_vector()) <= tol);  // running var (unbiased over 5·S)
+    // not vacuous: per-rank statistics give another output
+    const auto alone = run(mine_x, mine_g, false);
+    REQUIRE(close(alone[0].to_vector(), rows_of(ref[0])) > 1e-2);
+  }
+  // under no_grad (momentum key encoders) the statistics stay per rank
+  {
+    dist::sync_batch_norm_scope scope(c);
+    no_grad guard;
+    const auto mine = ops::slice(X, 0, first, first + rows).clone();
+    const auto y = ops::batch_norm(mine, tensor<float>(), tensor<float>(), tensor<float>(), tensor<float>(), true);
+    ops::scoped_batch_norm_reducer none(nullptr);
+    const auto y_alone = ops::batch_norm(mine, tensor<float>(), tensor<float>(), tensor<float>(), tensor<float>(), true);
+    REQUIRE(y.to_vector() == y_alone.to_vector());
+  }
+  c->barrier();
 }
 
 // Rank 1 stops answering; rank 0's collective must end the job with the watchdog message

@@ -1,9 +1,20 @@
 /// \file engine.hpp
 /// \brief The reverse-mode pass: topological order over the recorded graph, gradient
 ///        accumulation, and release of saved tensors as soon as a node has run.
+///
+/// Gradient-ready hook (data parallelism, dist/gradient_buckets.hpp): while a
+/// `scoped_grad_ready_hook` is installed on the calling thread, `run_backward` calls it once per
+/// leaf that requires grad as soon as that leaf's gradient is final — after the last node with
+/// an edge to it has run (whether or not that node produced a gradient for it; the leaf's
+/// `grad()` may then be undefined). Leaves outside the graph are never reported. The calls come
+/// in an order that depends only on the graph's structure, so ranks running the same model
+/// report the same leaves in the same order. Without a hook (the default) the pass is unchanged:
+/// no counting, one thread-local pointer test per backward.
 #pragma once
+#include <functional>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "../core/tensor.hpp"
@@ -41,6 +52,33 @@ void accumulate_into(std::shared_ptr<tensor_impl<T, Backend>>& slot, const tenso
 }
 }  // namespace detail
 
+/// Called with each leaf whose gradient is final (see the file comment).
+template <class T, class Backend>
+using grad_ready_fn = std::function<void(const tensor<T, Backend>& leaf)>;
+
+namespace detail {
+template <class T, class Backend>
+grad_ready_fn<T, Backend>*& grad_ready_slot() {
+  thread_local grad_ready_fn<T, Backend>* slot = nullptr;
+  return slot;
+}
+}  // namespace detail
+
+/// Installs `fn` as this thread's gradient-ready hook for tensor<T, Backend> while alive;
+/// restores the previous one. `fn` must outlive the scope.
+template <class T, class Backend>
+class scoped_grad_ready_hook {
+ public:
+  explicit scoped_grad_ready_hook(grad_ready_fn<T, Backend>& fn)
+      : previous_(std::exchange(detail::grad_ready_slot<T, Backend>(), &fn)) {}
+  ~scoped_grad_ready_hook() { detail::grad_ready_slot<T, Backend>() = previous_; }
+  scoped_grad_ready_hook(const scoped_grad_ready_hook&) = delete;
+  scoped_grad_ready_hook& operator=(const scoped_grad_ready_hook&) = delete;
+
+ private:
+  grad_ready_fn<T, Backend>* previous_;
+};
+
 /// Runs backward from `root` with initial gradient `grad_root` (same shape as root).
 /// Leaves that require grad receive their gradient in `grad()` (accumulated across calls).
 /// The graph is consumed: saved tensors are released and a second backward through the same
@@ -58,8 +96,10 @@ void run_backward(const tensor<T, Backend>& root, const tensor<T, Backend>& grad
   no_grad guard;  // backward functions are not themselves recorded
 
   using node_t = node<T, Backend>;
+  grad_ready_fn<T, Backend>* ready_hook = detail::grad_ready_slot<T, Backend>();
   if (!root.impl()->grad_fn) {  // root is a leaf
     detail::accumulate_into(root.impl()->grad, grad_root, root.shape(), "root");
+    if (ready_hook) (*ready_hook)(root);
     return;
   }
   // Topological order of nodes (iterative DFS, post-order).
@@ -86,6 +126,13 @@ void run_backward(const tensor<T, Backend>& root, const tensor<T, Backend>& grad
     }
   }
 
+  // With a hook: how many edges of not-yet-run nodes still point at each leaf.
+  std::unordered_map<impl_t*, std::size_t> leaf_edges_left;
+  if (ready_hook)
+    for (const auto& n : order)
+      for (const auto& e : n->inputs)
+        if (e.leaf) ++leaf_edges_left[e.leaf.get()];
+
   std::unordered_map<node_t*, std::shared_ptr<impl_t>> pending;
   pending[root.impl()->grad_fn.get()] = grad_root.clone().impl();
 
@@ -108,6 +155,9 @@ void run_backward(const tensor<T, Backend>& root, const tensor<T, Backend>& grad
           detail::accumulate_into(e.leaf->grad, grads[i], e.shape, cur->name);
       }
     }
+    if (ready_hook)
+      for (const auto& e : cur->inputs)
+        if (e.leaf && --leaf_edges_left[e.leaf.get()] == 0) (*ready_hook)(tensor_t(e.leaf));
     // Release saved tensors and edges: the graph is consumed.
     cur->backward = nullptr;
     cur->inputs.clear();

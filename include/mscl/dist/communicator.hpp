@@ -16,7 +16,8 @@
 ///  - all_gather(in, n, out): out (size()·n elements) ← the n elements of rank 0, then rank 1, …;
 ///  - broadcast(buf, n, root): buf ← root's buf;
 ///  - start_all_reduce_sum / wait_all: the same sum, started now and finished by wait_all (the
-///    gradient buckets of dist/gradient_buckets.hpp keep several in flight);
+///    gradient buckets of dist/gradient_buckets.hpp keep several in flight); poll() lets them
+///    progress in between;
 ///  - every wait is bounded by a watchdog deadline: a peer that died or hangs turns into a clear
 ///    error naming the operation instead of a job that hangs forever (see dist/mpi.hpp).
 #pragma once
@@ -84,6 +85,9 @@ class communicator {
     if (n) do_start_all_reduce_sum(data, n, dtype_of<T>(), what);
   }
   void wait_all(const char* what = "wait_all") { do_wait_all(what); }
+  /// Lets started collectives progress without waiting (MPI progresses non-blocking
+  /// collectives only inside MPI calls); called between chunks of other work.
+  void poll() { do_poll(); }
   void barrier(const char* what = "barrier") { do_barrier(what); }
 
  protected:
@@ -93,6 +97,7 @@ class communicator {
   virtual void do_start_all_reduce_sum(void* data, std::size_t n, dtype t, const char* what) = 0;
   virtual void do_wait_all(const char* what) = 0;
   virtual void do_barrier(const char* what) = 0;
+  virtual void do_poll() {}
 };
 
 /// One process: rank 0 of 1. Sums and broadcasts leave the data as is, a gather copies.

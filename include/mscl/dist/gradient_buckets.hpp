@@ -9,18 +9,27 @@
 /// gradient is packed. ~25 MB buckets (PyTorch DDP's default) amortise latency and let the
 /// transport work on bucket i while bucket i+1 is packed.
 ///
-/// Overlap with the backward pass: `mark_ready(i)` starts bucket communication as soon as all of
-/// its parameters' gradients are final, so a "gradient ready" hook of the autograd engine could
-/// drive it during backward. The engine (autograd/engine.hpp) has no such hook today, so
-/// `average()` marks every parameter after backward: communication overlaps packing of later
-/// buckets, not the backward computation (see docs/distributed.md).
+/// Overlap with the backward pass: `mark_ready(k)` starts a bucket's all-reduce as soon as all
+/// of its parameters' gradients are final. `backward_and_average(comm, loss, true)` installs the
+/// autograd engine's gradient-ready hook (autograd/engine.hpp) for the duration of `backward()`,
+/// so buckets start during backward, and polls the communicator at every hook call (Open MPI
+/// progresses non-blocking collectives only inside MPI calls); parameters the graph did not reach
+/// are marked after backward. `average()` (or overlap = false) marks everything after backward:
+/// communication then overlaps only the packing of later buckets (see docs/distributed.md).
 ///
 /// Every rank must hold the same parameter list. A parameter without a gradient on this rank
 /// contributes zeros and receives the averaged gradient, so all ranks take the same SGD step.
+/// With overlap, every rank must also run the same graph (the same parameters reached, in the
+/// same order — true for a model whose graph does not depend on the data): the buckets' all-
+/// reduces are matched by start order, as DDP requires without find_unused_parameters.
 #pragma once
 #include <algorithm>
+#include <chrono>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
+#include "../autograd/engine.hpp"
 #include "communicator.hpp"
 
 namespace mscl::dist {
@@ -47,13 +56,21 @@ class gradient_buckets {
       bucket_of_[k] = buckets_.size() - 1;
     }
     for (auto& b : buckets_) b.flat.resize(b.elements);
+    marked_.assign(params_.size(), 0);
+    for (std::size_t k = 0; k < params_.size(); ++k) index_of_[params_[k].impl().get()] = k;
   }
 
   std::size_t bucket_count() const { return buckets_.size(); }
+  /// Seconds spent in finish() waiting for the all-reduces since the last call (then reset):
+  /// the communication left exposed after backward, plus waiting for slower ranks.
+  double take_wait_seconds() { return std::exchange(wait_seconds_, 0.0); }
   std::size_t bucket_elements(std::size_t i) const { return buckets_.at(i).elements; }
 
   /// Parameter k's gradient is final: when its bucket is complete, pack it and start its sum.
   void mark_ready(communicator& comm, std::size_t k) {
+    MSCL_CHECK(k < params_.size() && !marked_[k], value_error,
+               "dist::gradient_buckets: parameter " << k << " marked ready twice or out of range");
+    marked_[k] = 1;
     auto& b = buckets_.at(bucket_of_.at(k));
     if (++b.ready < b.members.size()) return;
     for (std::size_t j = 0; j < b.members.size(); ++j) {
@@ -72,7 +89,9 @@ class gradient_buckets {
 
   /// Waits for every started bucket and writes grad ← sum / size() into each parameter.
   void finish(communicator& comm) {
+    const auto w0 = std::chrono::steady_clock::now();
     comm.wait_all("gradient all-reduce");
+    wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
     const T scale = T(1) / T(comm.size());
     for (auto& b : buckets_) {
       MSCL_CHECK(b.ready == b.members.size(), value_error,
@@ -91,13 +110,36 @@ class gradient_buckets {
       }
       b.ready = 0;
     }
+    std::fill(marked_.begin(), marked_.end(), 0);
   }
 
   /// All of it after backward: mark every parameter (reverse order), then finish.
   void average(communicator& comm) {
     if (comm.size() == 1) return;
-    for (std::size_t k = params_.size(); k-- > 0;) mark_ready(comm, k);
+    for (std::size_t k = params_.size(); k-- > 0;)
+      if (!marked_[k]) mark_ready(comm, k);
     finish(comm);
+  }
+
+  /// loss.backward(), then every gradient ← its mean over ranks. overlap: buckets start during
+  /// backward through the engine's gradient-ready hook (same results, see the file comment).
+  void backward_and_average(communicator& comm, const tensor_t& loss, bool overlap = true) {
+    if (comm.size() == 1) {
+      loss.backward();
+      return;
+    }
+    if (overlap) {
+      autograd::grad_ready_fn<T, B> hook = [this, &comm](const tensor_t& leaf) {
+        auto it = index_of_.find(leaf.impl().get());
+        if (it != index_of_.end() && !marked_[it->second]) mark_ready(comm, it->second);
+        comm.poll();
+      };
+      autograd::scoped_grad_ready_hook<T, B> scope(hook);
+      loss.backward();
+    } else {
+      loss.backward();
+    }
+    average(comm);  // marks what the graph did not reach (reverse order), then waits and unpacks
   }
 
  private:
@@ -111,6 +153,9 @@ class gradient_buckets {
   std::vector<tensor_t> params_;
   std::vector<bucket> buckets_;
   std::vector<std::size_t> bucket_of_;
+  double wait_seconds_ = 0;
+  std::vector<char> marked_;                                ///< per parameter, this step
+  std::unordered_map<const void*, std::size_t> index_of_;  ///< tensor impl → parameter index
 };
 
 }  // namespace mscl::dist

@@ -135,6 +135,12 @@ class mpi_communicator final : public communicator {
     wait(pending_.data(), int(pending_.size()), what);
     pending_.clear();
   }
+  void do_poll() override {
+    if (pending_.empty()) return;
+    int done = 0;  // completes nothing it does not report; wait_all still frees the requests
+    MPI_Testall(int(pending_.size()), pending_.data(), &done, MPI_STATUSES_IGNORE);
+    if (done) pending_.clear();
+  }
   void do_barrier(const char* what) override {
     MPI_Request r;
     MPI_Ibarrier(comm_, &r);

@@ -15,6 +15,19 @@
 /// epoch number, each sample's augmentation from its own counter range, so batches are the same
 /// for any thread count and a resumed run continues exactly (checkpoints are written at epoch
 /// boundaries with model, BatchNorm statistics and momentum buffers).
+///
+/// Data parallelism (`finetune_options::comm` with W > 1 ranks, docs/distributed.md): `batch` is
+/// per rank; iteration i's global batch is slots [i·W·B, (i+1)·W·B) of the epoch permutation and
+/// rank r takes [r·B, (r+1)·B) of them, each sample augmented from its GLOBAL slot's counters, so
+/// W ranks × B see exactly the clips of 1 rank × W·B. Rank 0 alone reads a checkpoint and
+/// broadcasts parameters, buffers, momentum buffers and the iteration (resume with any W that
+/// keeps the global batch); gradients are averaged in buckets (started during backward when
+/// `overlap_backward`); training-mode BatchNorm uses the global batch's statistics when
+/// `sync_bn` (the default here: per-rank BN would change the recipe's statistics); BN buffers
+/// are broadcast from rank 0 after each step. Every rank evaluates (the same model, the same
+/// numbers: no rank waits idle on another's evaluation); only rank 0 logs, shows progress and
+/// writes files. Dropout masks are drawn per rank (stream i·W + r), so with dropout > 0 they differ
+/// from a one-process run's. `on_step` must answer the same on every rank.
 #pragma once
 #if !(defined(MSCL_WITH_JPEG) && MSCL_WITH_JPEG)
 #error "mscl/eval/finetune.hpp reads rawframes JPEGs: link the mscl::jpeg target (MSCL_WITH_JPEG)"
@@ -25,7 +38,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +49,10 @@
 #include "../data/annotations.hpp"
 #include "../data/rawframes.hpp"
 #include "../data/samplers.hpp"
+#include "../dist/communicator.hpp"
+#include "../dist/data_parallel.hpp"
+#include "../dist/gradient_buckets.hpp"
+#include "../dist/sync_batch_norm.hpp"
 #include "../io/atomic_file.hpp"
 #include "../ops/loss.hpp"
 #include "../optim/schedule.hpp"
@@ -296,7 +315,7 @@ inline void save_confusion_png(const classification_metrics& m, const std::vecto
 
 struct finetune_options {
   long epochs = 22;
-  index_t batch = 32;
+  index_t batch = 32;              ///< per rank when data parallel (global batch = W x batch)
   double lr = 0.12;                ///< already scaled for the batch
   double min_lr = 0.0;
   double warmup_epochs = 0;        ///< linear warm-up from 0 (cosine schedule only)
@@ -322,6 +341,11 @@ struct finetune_options {
   nlohmann::json protocol;               ///< written into metrics.json (what the numbers mean)
   /// Called after every step with (iteration, loss); return false to stop.
   std::function<bool(long, double)> on_step;
+  /// Data parallelism: null or one rank = this process alone (the loop is unchanged).
+  std::shared_ptr<dist::communicator> comm;
+  double bucket_mb = 25;         ///< gradient all-reduce bucket size
+  bool sync_bn = true;           ///< data parallel: training-mode BN over the global batch
+  bool overlap_backward = true;  ///< data parallel: bucket all-reduces start during backward
 };
 
 struct finetune_result {
@@ -339,6 +363,28 @@ inline std::vector<index_t> epoch_order(index_t n, std::uint64_t seed, long epoc
   generator gen(seed ^ 0xa0761d6478bd642fULL, std::uint64_t(epoch) << 20);
   for (index_t i = n - 1; i > 0; --i) std::swap(order[std::size_t(i)], order[std::size_t(gen.randint(0, i))]);
   return order;
+}
+
+/// Rank 0's state → every rank: iteration, parameters, buffers, SGD momentum buffers.
+template <class T, class B>
+void share_finetune_state(dist::communicator& comm, const video_classifier<T, B>& clf, optim::sgd<T, B>& opt, long& start) {
+  std::int64_t it = start;
+  comm.broadcast(&it, 1, 0, "broadcast of the iteration");
+  start = long(it);
+  std::vector<tensor<T, B>> ts = dist::module_state_tensors(clf, true, true);
+  auto& bufs = opt.momentum_buffers();
+  std::vector<std::int64_t> defined(bufs.size());
+  for (std::size_t i = 0; i < bufs.size(); ++i) defined[i] = bufs[i].defined() ? 1 : 0;
+  comm.broadcast(defined.data(), defined.size(), 0, "broadcast of the optimiser layout");
+  std::size_t k = 0;
+  for (const auto& g : opt.groups())
+    for (const auto& p : g.params) {
+      if (defined[k] && !bufs[k].defined()) bufs[k] = tensor<T, B>::empty(p.shape());
+      if (!defined[k]) bufs[k] = tensor<T, B>();
+      if (defined[k]) ts.push_back(bufs[k]);
+      ++k;
+    }
+  dist::broadcast_tensors(comm, ts, 0, "broadcast of the fine-tuning state");
 }
 
 template <class T, class B>
@@ -375,15 +421,23 @@ template <class T, class B, class TrainSource, class TestSource>
 finetune_result finetune(video_classifier<T, B>& clf, const TrainSource& train, const TestSource* test,
                          const finetune_options& o) {
   MSCL_CHECK(o.epochs > 0 && o.batch > 0, config_error, "finetune: epochs and batch must be positive, got " << o.epochs << " and " << o.batch);
-  MSCL_CHECK(train.size() >= o.batch, config_error,
-             "finetune: the training set has " << train.size() << " videos, fewer than one batch of " << o.batch);
+  const bool parallel = o.comm && o.comm->size() > 1;
+  const bool lead = !parallel || o.comm->rank() == 0;  // logs, shows progress, writes files
+  const index_t world = parallel ? index_t(o.comm->size()) : 1, rank = parallel ? index_t(o.comm->rank()) : 0;
+  const index_t global_batch = o.batch * world;
+  if (parallel)
+    MSCL_CHECK((o.comm->memory() == dist::memory_kind::host || !std::is_same_v<B, cpu>), config_error,
+               "finetune: the '" << o.comm->name() << "' communicator works on device memory; CPU training needs mpi");
+  MSCL_CHECK(train.size() >= global_batch, config_error,
+             "finetune: the training set has " << train.size() << " videos, fewer than one global batch of " << global_batch
+                                               << " (" << world << " rank(s) x " << o.batch << ")");
   MSCL_CHECK(o.schedule == "cosine" || o.schedule == "step", config_error,
              "finetune: schedule must be \"cosine\" or \"step\", got \"" << o.schedule << "\"");
   for (index_t i = 0; i < train.size(); ++i)
     MSCL_CHECK(train.label(i) >= 0 && train.label(i) < clf.num_classes(), value_error,
                "finetune: training item " << i << " has label " << train.label(i) << ", outside the classifier's [0, "
                                           << clf.num_classes() << ")");
-  const long per_epoch = long(train.size() / o.batch);  // drop_last
+  const long per_epoch = long(train.size() / global_batch);  // drop_last
   const long total = per_epoch * o.epochs;
   optim::sgd<T, B> opt(clf.parameters(), {o.lr, o.sgd_momentum, o.weight_decay, false});
   const optim::cosine_schedule cosine{o.lr, o.min_lr, double(o.epochs), o.warmup_epochs, 0.0};
@@ -392,7 +446,7 @@ finetune_result finetune(video_classifier<T, B>& clf, const TrainSource& train, 
   finetune_result res;
   res.iterations_per_epoch = per_epoch;
   long start = 0;
-  if (o.resume && train::has_checkpoint(o.out_dir)) {
+  if (lead && o.resume && train::has_checkpoint(o.out_dir)) {
     const auto ck = train::load_latest_checkpoint<T>(o.out_dir);
     const std::string stored = ck.state.value("config_hash", std::string());
     MSCL_CHECK(stored == o.config_hash, config_error,
@@ -409,26 +463,35 @@ finetune_result finetune(video_classifier<T, B>& clf, const TrainSource& train, 
     std::fprintf(stderr, "finetune: resumed from %s at iteration %ld (epoch %ld)\n", o.out_dir.c_str(), start,
                  per_epoch ? start / per_epoch : 0);
   }
+  std::unique_ptr<dist::gradient_buckets<T, B>> buckets;
+  if (parallel) {
+    detail::share_finetune_state(*o.comm, clf, opt, start);
+    buckets = std::make_unique<dist::gradient_buckets<T, B>>(clf.parameters(), std::size_t(o.bucket_mb * double(1 << 20)));
+  }
   res.first_iteration = start;
   res.last_iteration = start;
-  std::filesystem::create_directories(o.out_dir);
-  train::jsonl_writer log(o.out_dir + "/log.jsonl", /*append=*/start > 0);
+  train::jsonl_writer log;
+  if (lead) {
+    std::filesystem::create_directories(o.out_dir);
+    log.open(o.out_dir + "/log.jsonl", /*append=*/start > 0);
+  }
 
   auto run_eval = [&](long epoch, long iteration, bool final_eval) {
     evaluation_result ev;
     if (!test) return ev;
     train::progress_bar bar(test->size(), final_eval ? "test" : "eval", std::max<long>(1, long(test->size() / 10)));
     ev = evaluate(clf, *test, o.eval_videos_per_batch, o.average, [&](index_t done, index_t) {
-      if (o.progress) bar.update(long(done));
+      if (o.progress && lead) bar.update(long(done));
     });
     res.eval_seconds += ev.seconds;
     nlohmann::json rec = {{"eval", true}, {"epoch", epoch}, {"iteration", iteration}, {"top1", ev.metrics.top1},
                           {"top" + std::to_string(ev.metrics.top5_k), ev.metrics.top5},
                           {"mean_class_accuracy", ev.metrics.mean_class_accuracy}, {"videos", ev.metrics.count},
                           {"eval_s", ev.seconds}};
-    log.write(rec);
+    if (lead) log.write(rec);
     res.evaluations.push_back(rec);
-    std::fprintf(stderr, "finetune: %s after epoch %ld: top-1 %.2f%%, top-%lld %.2f%%, mean class %.2f%% (%lld videos, %.1f s)\n",
+    if (lead)
+      std::fprintf(stderr, "finetune: %s after epoch %ld: top-1 %.2f%%, top-%lld %.2f%%, mean class %.2f%% (%lld videos, %.1f s)\n",
                  final_eval ? "test" : "eval", epoch, 100 * ev.metrics.top1, static_cast<long long>(ev.metrics.top5_k),
                  100 * ev.metrics.top5, 100 * ev.metrics.mean_class_accuracy, static_cast<long long>(ev.metrics.count), ev.seconds);
     return ev;
@@ -460,9 +523,10 @@ finetune_result finetune(video_classifier<T, B>& clf, const TrainSource& train, 
     std::vector<std::string> errors(std::size_t(o.batch));
 #pragma omp parallel for schedule(dynamic)
     for (index_t s = 0; s < o.batch; ++s) {
-      const index_t item = order[std::size_t(j * o.batch + s)];
+      const index_t slot = rank * o.batch + s;  // position in the global batch
+      const index_t item = order[std::size_t(j * global_batch + slot)];
       try {
-        generator gen(o.seed, (std::uint64_t(it) * std::uint64_t(o.batch) + std::uint64_t(s)) << 16);
+        generator gen(o.seed, (std::uint64_t(it) * std::uint64_t(global_batch) + std::uint64_t(slot)) << 16);
         clips[std::size_t(s)] = train.sample(item, gen);
         labels[std::size_t(s)] = train.label(item);
       } catch (const std::exception& e) {
@@ -476,20 +540,36 @@ finetune_result finetune(video_classifier<T, B>& clf, const TrainSource& train, 
     window_data += wait;
 
     clf.dropout_seed = o.seed ^ 0xd1b54a32d192ed03ULL;  // a function of the run, not of the weights' init
-    clf.dropout_stream = std::uint64_t(it);
-    const tensor<T, B> logits = clf.forward(x);
+    clf.dropout_stream = std::uint64_t(it) * std::uint64_t(world) + std::uint64_t(rank);
+    tensor<T, B> logits;
+    {
+      std::optional<dist::sync_batch_norm_scope> sync_bn;
+      if (parallel && o.sync_bn) sync_bn.emplace(o.comm);
+      logits = clf.forward(x);
+    }
     tensor<T, B> loss = ops::cross_entropy(logits, labels);
     const double lv = double(loss.item());
+    if (parallel) {  // a non-finite loss on any rank stops every rank
+      std::int64_t bad = std::isfinite(lv) ? 0 : 1;
+      o.comm->all_reduce_sum(&bad, 1, "non-finite loss check");
+      MSCL_CHECK(!std::isfinite(lv) || bad == 0, numeric_error,
+                 "finetune: the loss is non-finite on " << bad << " other rank(s) at iteration " << it + 1
+                                                        << "; the last good checkpoint in " << o.out_dir << " is left intact");
+    }
     MSCL_CHECK(std::isfinite(lv), numeric_error,
                "finetune: loss is " << lv << " at iteration " << it + 1 << "; the last good checkpoint in " << o.out_dir
                                     << " is left intact");
     opt.zero_grad();
-    loss.backward();
+    if (parallel)  // the mean gradient of the global batch, then clip (DDP + clip_grad_norm)
+      buckets->backward_and_average(*o.comm, loss, o.overlap_backward);
+    else
+      loss.backward();
     const double grad_norm = o.clip_norm > 0 ? optim::clip_grad_norm(clf.parameters(), o.clip_norm) : 0.0;
     MSCL_CHECK(std::isfinite(grad_norm), numeric_error,
                "finetune: gradient norm is " << grad_norm << " at iteration " << it + 1 << "; the last good checkpoint in "
                                              << o.out_dir << " is left intact");
     opt.step();
+    if (parallel) dist::broadcast_module_buffers(*o.comm, clf);  // DDP's broadcast_buffers
     {
       const tensor<T, B> l = logits.detach();
       const index_t C = l.size(1);
@@ -505,12 +585,19 @@ finetune_result finetune(video_classifier<T, B>& clf, const TrainSource& train, 
     const long done = it + 1;
     char extra[96];
     std::snprintf(extra, sizeof extra, "epoch %ld loss %.4f lr %.4g", epoch + 1, lv, lr);
-    if (o.progress) bar.update(done, extra);
+    if (o.progress && lead) bar.update(done, extra);
     if (o.log_every > 0 && (done % o.log_every == 0 || done == total)) {
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
-      log.write({{"iteration", done}, {"epoch", double(done) / double(per_epoch)}, {"lr", lr},
+      if (parallel) {  // losses and accuracy of the global batch (every rank reaches this step)
+        double v[3] = {window_loss / double(world), double(window_right), double(window_seen)};
+        o.comm->all_reduce_sum(v, 3, "average of the logged losses");
+        window_loss = v[0];
+        window_right = long(v[1]);
+        window_seen = long(v[2]);
+      }
+      if (lead) log.write({{"iteration", done}, {"epoch", double(done) / double(per_epoch)}, {"lr", lr},
                  {"loss", window_loss / double(window_steps)}, {"train_acc", double(window_right) / double(std::max(1L, window_seen))},
-                 {"grad_norm", grad_norm}, {"clips_per_s", secs > 0 ? double(window_steps * o.batch) / secs : 0.0},
+                 {"grad_norm", grad_norm}, {"clips_per_s", secs > 0 ? double(window_steps * global_batch) / secs : 0.0},
                  {"data_wait_s", window_data}, {"elapsed_s", bar.seconds_since_start()}});
       window_loss = window_data = 0;
       window_steps = window_right = window_seen = 0;
@@ -523,7 +610,7 @@ finetune_result finetune(video_classifier<T, B>& clf, const TrainSource& train, 
         run_eval(ep, done, false);
         clf.train();
       }
-      if ((o.checkpoint_every > 0 && ep % o.checkpoint_every == 0) || done == total)
+      if (lead && ((o.checkpoint_every > 0 && ep % o.checkpoint_every == 0) || done == total))
         train::save_checkpoint(o.out_dir, done, detail::finetune_checkpoint(clf, opt, o, res.evaluations), o.keep_checkpoints);
     }
     res.last_iteration = done;
@@ -531,13 +618,15 @@ finetune_result finetune(video_classifier<T, B>& clf, const TrainSource& train, 
   }
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-  save_classifier(clf, o.out_dir + "/model.safetensors", {{"source", "mscl-finetune"}});
+  if (lead) save_classifier(clf, o.out_dir + "/model.safetensors", {{"source", "mscl-finetune"}});
   if (test && res.last_iteration == total) {
     res.final_eval = run_eval(o.epochs, total, true);
+    if (lead) {
     write_metrics_json(o.out_dir + "/metrics.json", res.final_eval, o,
                        {{"epochs", o.epochs}, {"iterations", total}, {"train_seconds", res.seconds - (res.eval_seconds - res.final_eval.seconds)},
                         {"evaluations", res.evaluations}});
     save_confusion_png(res.final_eval.metrics, o.class_names, o.out_dir + "/confusion.png");
+    }
   }
   clf.eval();
   return res;

@@ -10,8 +10,20 @@
 /// Evaluation mode normalises with the running statistics. The fused variant exists because in
 /// a ResNet almost every BN is followed by a ReLU: one pass writes the activated output and the
 /// backward pass masks by its sign, which saves a full read+write of the activation each way.
+///
+/// Sync-BN (data parallelism): while a `batch_norm_reducer` is installed on the calling thread
+/// (`scoped_batch_norm_reducer`; dist/sync_batch_norm.hpp adapts a communicator), training-mode
+/// calls made with grad mode enabled compute their batch statistics over every participating
+/// process — per-channel count, sum and centred sum of squares all-reduced in forward, the two
+/// per-channel gradient sums all-reduced in backward — exactly as PyTorch SyncBatchNorm (running
+/// variance from the global unbiased variance). Calls under no_grad (momentum key encoders,
+/// which use shuffle-BN instead; feature extraction) keep per-process statistics. Without a
+/// reducer (the default) the code path is the single-process one, unchanged: one thread-local
+/// pointer test per call.
 #pragma once
+#include <cmath>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "../backend/cpu/batch_norm.hpp"
@@ -19,7 +31,130 @@
 
 namespace mscl::ops {
 
+/// Sums per-channel batch-norm statistics over the processes of a data-parallel job (sync-BN).
+/// Every process must make the same calls in the same order (one per synchronised BN layer in
+/// forward, one per layer in backward), as with any collective.
+class batch_norm_reducer {
+ public:
+  virtual ~batch_norm_reducer() = default;
+  /// values[i] <- sum over processes of values[i], in place (same n on every process).
+  virtual void all_reduce_sum(double* values, std::size_t n) = 0;
+};
+
 namespace detail {
+inline std::shared_ptr<batch_norm_reducer>& batch_norm_reducer_slot() {
+  thread_local std::shared_ptr<batch_norm_reducer> slot;
+  return slot;
+}
+}  // namespace detail
+
+/// The reducer installed on this thread (null: per-process statistics, the default).
+inline const std::shared_ptr<batch_norm_reducer>& current_batch_norm_reducer() { return detail::batch_norm_reducer_slot(); }
+
+/// Installs `r` on this thread while alive (null uninstalls); restores the previous one. The
+/// backward pass of a synchronised call uses the reducer captured at forward time, so the scope
+/// need not cover `backward()`.
+class scoped_batch_norm_reducer {
+ public:
+  explicit scoped_batch_norm_reducer(std::shared_ptr<batch_norm_reducer> r)
+      : previous_(std::exchange(detail::batch_norm_reducer_slot(), std::move(r))) {}
+  ~scoped_batch_norm_reducer() { detail::batch_norm_reducer_slot() = std::move(previous_); }
+  scoped_batch_norm_reducer(const scoped_batch_norm_reducer&) = delete;
+  scoped_batch_norm_reducer& operator=(const scoped_batch_norm_reducer&) = delete;
+
+ private:
+  std::shared_ptr<batch_norm_reducer> previous_;
+};
+
+namespace detail {
+
+/// Sync-BN forward statistics: local count n_r, mean m_r and centred sum of squares M2_r per
+/// channel (double, shifted one-pass like the kernel), combined over processes through one
+/// all-reduce of [n_r, n_r·m_r, M2_r + n_r·m_r²] (Chan's parallel variance written as sums):
+/// M2 = Σ(M2_r + n_r m_r²) − n·mean². Writes the global mean and biased variance; returns the
+/// global count per channel.
+template <class T>
+double sync_bn_statistics(batch_norm_reducer& red, const T* x, const backend::cpu_kernels::bn_dims& d, double* mean,
+                          double* var) {
+  const index_t cs = d.c * d.s;
+  const double local_n = double(d.per_channel());
+  std::vector<double> buf(std::size_t(2 * d.c + 1));
+  buf[std::size_t(2 * d.c)] = local_n;
+#pragma omp parallel for schedule(static) if (d.numel() > (1 << 15))
+  for (index_t c = 0; c < d.c; ++c) {
+    double k0 = 0;
+    for (index_t k = 0; k < d.s; ++k) k0 += double(x[c * d.s + k]);
+    k0 /= double(d.s);
+    double s1 = 0, s2 = 0;
+    for (index_t i = 0; i < d.n; ++i) {
+      const T* p = x + i * cs + c * d.s;
+      double a1 = 0, a2 = 0;
+#pragma omp simd reduction(+ : a1, a2)
+      for (index_t k = 0; k < d.s; ++k) {
+        const double dv = double(p[k]) - k0;
+        a1 += dv;
+        a2 += dv * dv;
+      }
+      s1 += a1;
+      s2 += a2;
+    }
+    const double shift = s1 / local_n, m = k0 + shift;
+    const double m2 = std::max(s2 - s1 * shift, 0.0);
+    buf[std::size_t(c)] = local_n * m;
+    buf[std::size_t(d.c + c)] = m2 + local_n * m * m;
+  }
+  red.all_reduce_sum(buf.data(), buf.size());
+  const double n = buf[std::size_t(2 * d.c)];
+  for (index_t c = 0; c < d.c; ++c) {
+    const double m = buf[std::size_t(c)] / n;
+    mean[c] = m;
+    var[c] = std::max(buf[std::size_t(d.c + c)] / n - m * m, 0.0);
+  }
+  return n;
+}
+
+/// Sync-BN backward: local per-channel Σg and Σg·(x − mean) (g masked by y > 0 when relu),
+/// all-reduced; dx = w·is·(g − Σg/n − (x − mean)·is²·Σg(x−mean)/n) with the global sums and
+/// count; dweight, dbias from the LOCAL sums (gradient averaging adds the ranks' parts).
+template <class T>
+void sync_bn_backward(batch_norm_reducer& red, const T* x, const T* y, const T* dy, const double* mean,
+                      const double* invstd, const T* weight, T* dx, T* dweight, T* dbias,
+                      const backend::cpu_kernels::bn_dims& d, double global_n) {
+  const index_t cs = d.c * d.s;
+  std::vector<double> sums(std::size_t(2 * d.c));
+#pragma omp parallel for schedule(static) if (d.numel() > (1 << 15))
+  for (index_t c = 0; c < d.c; ++c) {
+    double sg = 0, sgx = 0;
+    for (index_t i = 0; i < d.n; ++i) {
+      const index_t off = i * cs + c * d.s;
+      for (index_t k = 0; k < d.s; ++k) {
+        const double g = (y && !(y[off + k] > T(0))) ? 0.0 : double(dy[off + k]);
+        sg += g;
+        sgx += g * (double(x[off + k]) - mean[c]);
+      }
+    }
+    sums[std::size_t(c)] = sg;
+    sums[std::size_t(d.c + c)] = sgx;
+    if (dbias) dbias[c] = T(sg);
+    if (dweight) dweight[c] = T(sgx * invstd[c]);
+  }
+  red.all_reduce_sum(sums.data(), sums.size());
+  if (!dx) return;
+#pragma omp parallel for schedule(static) if (d.numel() > (1 << 15))
+  for (index_t c = 0; c < d.c; ++c) {
+    const double is = invstd[c], w = weight ? double(weight[c]) : 1.0;
+    const T k1 = T(w * is), m = T(mean[c]);
+    const T k2 = T(-w * is * is * is * sums[std::size_t(d.c + c)] / global_n);
+    const T k3 = T(-w * is * sums[std::size_t(c)] / global_n);
+    for (index_t i = 0; i < d.n; ++i) {
+      const index_t off = i * cs + c * d.s;
+      for (index_t k = 0; k < d.s; ++k) {
+        const T g = (y && !(y[off + k] > T(0))) ? T(0) : dy[off + k];
+        dx[off + k] = k1 * g + k2 * (x[off + k] - m) + k3;
+      }
+    }
+  }
+}
 
 template <class T, class B>
 void check_bn_param(const tensor<T, B>& p, index_t channels, const tensor<T, B>& x, const char* who,
@@ -75,16 +210,28 @@ tensor<T, B> batch_norm_impl(const tensor<T, B>& x, const tensor<T, B>& weight, 
   auto mean = std::make_shared<std::vector<double>>(std::size_t(d.c));
   auto invstd = std::make_shared<std::vector<double>>(std::size_t(d.c));
 
+  // Sync-BN: only with a reducer installed, batch statistics, and grad mode on (see the file comment).
+  std::shared_ptr<batch_norm_reducer> reducer;
+  if (batch_stats && current_batch_norm_reducer() && autograd::is_grad_enabled()) reducer = current_batch_norm_reducer();
+  double count = double(d.per_channel());  // elements per channel behind the statistics
+
   if (batch_stats) {
     std::vector<double> var(std::size_t(d.c));
-    backend::cpu_kernels::batch_norm_forward_train(xc.data(), wp, bp, out.data(), mean->data(), var.data(), d, eps,
-                                                   relu);
-    for (index_t c = 0; c < d.c; ++c) (*invstd)[std::size_t(c)] = 1.0 / std::sqrt(var[std::size_t(c)] + eps);
+    if (reducer) {
+      count = sync_bn_statistics(*reducer, xc.data(), d, mean->data(), var.data());
+      for (index_t c = 0; c < d.c; ++c) (*invstd)[std::size_t(c)] = 1.0 / std::sqrt(var[std::size_t(c)] + eps);
+      backend::cpu_kernels::batch_norm_forward_apply(xc.data(), mean->data(), invstd->data(), wp, bp, out.data(), d,
+                                                     relu);
+    } else {
+      backend::cpu_kernels::batch_norm_forward_train(xc.data(), wp, bp, out.data(), mean->data(), var.data(), d, eps,
+                                                     relu);
+      for (index_t c = 0; c < d.c; ++c) (*invstd)[std::size_t(c)] = 1.0 / std::sqrt(var[std::size_t(c)] + eps);
+    }
     if (training && running_mean.defined()) {
       // In place on the caller's buffers (handles share storage); strided 1-D views are fine.
       tensor<T, B> rm = running_mean, rv = running_var;
       const index_t sm = rm.strides()[0], sv = rv.strides()[0];
-      const double unbias = double(d.per_channel()) / double(d.per_channel() - 1);
+      const double unbias = count / (count - 1);
       for (index_t c = 0; c < d.c; ++c) {
         T& m = rm.data()[c * sm];
         T& v = rv.data()[c * sv];
@@ -115,10 +262,15 @@ tensor<T, B> batch_norm_impl(const tensor<T, B>& x, const tensor<T, B>& weight, 
         tensor<T, B> dx = gx ? tensor<T, B>::empty(xshape) : tensor<T, B>();
         tensor<T, B> dw = gw ? tensor<T, B>::empty({d.c}) : tensor<T, B>();
         tensor<T, B> db = gb ? tensor<T, B>::empty({d.c}) : tensor<T, B>();
-        backend::cpu_kernels::batch_norm_backward(xs.data(), relu ? ys.data() : nullptr, gc.data(), mean->data(),
-                                                  invstd->data(), wv->empty() ? nullptr : wv->data(),
-                                                  gx ? dx.data() : nullptr, gw ? dw.data() : nullptr,
-                                                  gb ? db.data() : nullptr, d, batch_stats);
+        if (reducer)
+          sync_bn_backward(*reducer, xs.data(), relu ? ys.data() : nullptr, gc.data(), mean->data(), invstd->data(),
+                           wv->empty() ? nullptr : wv->data(), gx ? dx.data() : nullptr, gw ? dw.data() : nullptr,
+                           gb ? db.data() : nullptr, d, count);
+        else
+          backend::cpu_kernels::batch_norm_backward(xs.data(), relu ? ys.data() : nullptr, gc.data(), mean->data(),
+                                                    invstd->data(), wv->empty() ? nullptr : wv->data(),
+                                                    gx ? dx.data() : nullptr, gw ? dw.data() : nullptr,
+                                                    gb ? db.data() : nullptr, d, batch_stats);
         return std::vector<tensor<T, B>>{dx, dw, db};
       });
   }

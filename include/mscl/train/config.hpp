@@ -38,6 +38,8 @@ inline json default_pretrain_config() {
       {"weight_decay", p.weight_decay}, {"clip_norm", p.clip_norm}, {"log_every", p.log_every},
       {"checkpoint_every", p.checkpoint_every}, {"keep_checkpoints", p.keep_checkpoints}, {"out_dir", p.out_dir},
       {"time_budget_s", p.time_budget_s},
+      // data parallelism (docs/distributed.md): sync-BN of the query encoders, bucket overlap
+      {"sync_bn", p.sync_bn}, {"overlap_backward", p.overlap_backward},
       // data
       {"source", "random_pairs"}, {"official_literal_flow_views", false}, {"batch", 8}, {"frames", 8}, {"size", 112}, {"prototypes", 64}, {"noise", 0.5},
       // data: "rawframes" source (data/mscl_clip_source.hpp; "frames" = clip length, "size" = crop size)
@@ -117,13 +119,18 @@ inline pretrain_options training_options(const json& c) {
   p.checkpoint_every = c.at("checkpoint_every"); p.keep_checkpoints = c.at("keep_checkpoints");
   p.out_dir = c.at("out_dir");
   p.time_budget_s = c.at("time_budget_s");
+  p.sync_bn = c.at("sync_bn");
+  p.overlap_backward = c.at("overlap_backward");
   return p;
 }
 
 /// Hash of everything that changes the run's numbers (not where it writes or how often it logs).
 inline std::string config_hash(const json& c) {
   json h = c;
-  for (const char* k : {"out_dir", "log_every", "checkpoint_every", "keep_checkpoints", "threads", "description", "workers", "queue_depth"}) h.erase(k);
+  for (const char* k : {"out_dir", "log_every", "checkpoint_every", "keep_checkpoints", "threads", "description", "workers", "queue_depth",
+                        "overlap_backward"})  // overlap changes when gradients are summed, not the sums
+    h.erase(k);
+  if (h.value("sync_bn", false) == false) h.erase("sync_bn");  // runs from before the key keep their hash
   const std::string text = h.dump();
   std::uint64_t x = 1469598103934665603ull;  // FNV-1a 64
   for (unsigned char ch : text) x = (x ^ ch) * 1099511628211ull;

@@ -15,18 +15,24 @@
 /// every step (DDP's broadcast_buffers); keys are gathered from all ranks before each enqueue
 /// and encoded under cross-rank shuffle-BN (ssl::mscl_objective::data_parallel); a non-finite
 /// loss on any rank stops every rank; only rank 0 logs, shows progress and checkpoints. Logged
-/// losses are averages over ranks. Without a communicator (or with one rank) none of this runs.
+/// losses are averages over ranks. `sync_bn` synchronises the query encoders' training-mode
+/// BatchNorm over ranks (dist/sync_batch_norm.hpp; the key encoders keep shuffle-BN);
+/// `overlap_backward` starts the gradient buckets' all-reduces during backward; with a time
+/// budget rank 0 decides the schedule position and when to stop and broadcasts both.
+/// Without a communicator (or with one rank) none of this runs.
 #pragma once
 #include <chrono>
 #include <cmath>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "../dist/communicator.hpp"
 #include "../dist/data_parallel.hpp"
 #include "../dist/gradient_buckets.hpp"
+#include "../dist/sync_batch_norm.hpp"
 #include "../optim/schedule.hpp"
 #include "../optim/sgd.hpp"
 #include "../ssl/mscl_objective.hpp"
@@ -62,6 +68,13 @@ struct pretrain_options {
   /// Data parallelism: null or one rank = this process alone (the loop runs exactly as without it).
   std::shared_ptr<dist::communicator> comm;
   double bucket_mb = 25;  ///< gradient all-reduce bucket size (dist/gradient_buckets.hpp)
+  /// Data parallel only: training-mode BatchNorm of the query encoders (everything run with grad
+  /// on) uses the statistics of the global batch (PyTorch SyncBatchNorm). false = per-rank
+  /// statistics, the release's behaviour (ALGORITHM.md §1.2).
+  bool sync_bn = false;
+  /// Data parallel only: start bucket all-reduces during backward (autograd gradient-ready
+  /// hook); false = all after backward. Same results either way.
+  bool overlap_backward = true;
 };
 
 struct pretrain_result {
@@ -216,9 +229,7 @@ pretrain_result pretrain(ssl::mscl_objective<T, B>& objective, Source& source, c
   const optim::cosine_schedule schedule{o.lr, o.min_lr, total, o.warmup, 0.0};
   const bool parallel = o.comm && o.comm->size() > 1;
   const bool lead = !parallel || o.comm->rank() == 0;  // logs, shows progress, checkpoints
-  MSCL_CHECK(o.time_budget_s >= 0 && !(parallel && o.time_budget_s > 0), config_error,
-             "pretrain: time_budget_s must be >= 0 and is not supported with data parallelism (ranks would need to "
-             "agree on when to stop); got " << o.time_budget_s);
+  MSCL_CHECK(o.time_budget_s >= 0, config_error, "pretrain: time_budget_s must be >= 0, got " << o.time_budget_s);
   if (parallel)
     MSCL_CHECK((o.comm->memory() == dist::memory_kind::host || !std::is_same_v<B, cpu>), config_error,
                "pretrain: the '" << o.comm->name() << "' communicator works on device memory; CPU training needs mpi");
@@ -240,6 +251,7 @@ pretrain_result pretrain(ssl::mscl_objective<T, B>& objective, Source& source, c
   std::unique_ptr<hooks_reset> reset_hooks;
   if (parallel) {
     detail::share_training_state(*o.comm, objective, opt, start);
+    if (o.time_budget_s > 0) o.comm->broadcast(&previous_seconds, 1, 0, "broadcast of the time already spent");
     std::shared_ptr<dist::communicator> comm = o.comm;
     objective.data_parallel = {comm->rank(), comm->size(),
                                [comm](const tensor<T, B>& x) { return dist::all_gather_rows(*comm, x, "key all-gather"); }};
@@ -269,6 +281,8 @@ pretrain_result pretrain(ssl::mscl_objective<T, B>& objective, Source& source, c
   for (long it = start; it < end; ++it) {
     double position = per_epoch ? std::floor(double(it) / double(o.iterations_per_epoch)) : double(it);
     if (o.time_budget_s > 0) position = std::max(position, total * std::min(1.0, train_seconds() / o.time_budget_s));
+    // Clocks differ between ranks: rank 0's position is everybody's (the same lr on every rank).
+    if (parallel && o.time_budget_s > 0) o.comm->broadcast(&position, 1, 0, "time-budget schedule position");
     const double lr = schedule(position);
     opt.set_lr(lr);
 
@@ -279,15 +293,22 @@ pretrain_result pretrain(ssl::mscl_objective<T, B>& objective, Source& source, c
     window_data += wait;
 
     ssl::mscl_step_stats stats;
-    tensor<T, B> loss = objective.forward(batch, &stats);
+    tensor<T, B> loss;
+    {
+      std::optional<dist::sync_batch_norm_scope> sync_bn;
+      if (parallel && o.sync_bn) sync_bn.emplace(o.comm);
+      loss = objective.forward(batch, &stats);
+    }
     if (parallel) detail::agree_on_finite_losses(*o.comm, stats, it, o.out_dir);
     for (const auto& [name, value] : stats.losses)
       MSCL_CHECK(std::isfinite(value), numeric_error,
                  "pretrain: loss term '" << name << "' is " << value << " at iteration " << it + 1
                                          << "; the last good checkpoint in " << o.out_dir << " is left intact");
     opt.zero_grad();
-    loss.backward();
-    if (parallel) buckets->average(*o.comm);  // mean gradient of the global batch, then clip
+    if (parallel)  // mean gradient of the global batch, then clip
+      buckets->backward_and_average(*o.comm, loss, o.overlap_backward);
+    else
+      loss.backward();
     const double grad_norm = o.clip_norm > 0 ? optim::clip_grad_norm(objective.trainable_parameters(), o.clip_norm) : 0.0;
     MSCL_CHECK(std::isfinite(grad_norm), numeric_error,
                "pretrain: gradient norm is " << grad_norm << " at iteration " << it + 1
@@ -300,7 +321,12 @@ pretrain_result pretrain(ssl::mscl_objective<T, B>& objective, Source& source, c
     ++window_steps;
 
     const long done = it + 1;
-    const bool budget_spent = o.time_budget_s > 0 && train_seconds() >= o.time_budget_s;
+    bool budget_spent = o.time_budget_s > 0 && train_seconds() >= o.time_budget_s;
+    if (parallel && o.time_budget_s > 0) {  // rank 0 decides when to stop
+      std::int64_t stop = budget_spent ? 1 : 0;
+      o.comm->broadcast(&stop, 1, 0, "time-budget stop decision");
+      budget_spent = stop != 0;
+    }
     if (o.time_budget_s > 0 && !budget_spent) {  // expected steps at the current rate, for the bar's ETA
       const double spent_here = train_seconds() - previous_seconds;
       const double steps_per_s = spent_here > 0 ? double(done - start) / spent_here : 0.0;
@@ -320,7 +346,10 @@ pretrain_result pretrain(ssl::mscl_objective<T, B>& objective, Source& source, c
                             {"data_wait_s", window_data}, {"elapsed_s", bar.seconds_since_start()}};
       for (const auto& [k, v] : shown.losses) rec[k] = v;
       for (const auto& [k, v] : shown.accuracies) rec["acc_" + k] = v;
-      if (parallel) rec["world_size"] = o.comm->size();
+      if (parallel) {
+        rec["world_size"] = o.comm->size();
+        rec["grad_wait_s"] = buckets->take_wait_seconds();  // this rank's (rank 0's) exposed all-reduce wait
+      }
       if (lead) log.write(rec);
       window_steps = 0;
       window_data = 0;
