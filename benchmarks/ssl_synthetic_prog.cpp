@@ -52,6 +52,8 @@ struct args_t {
   std::uint64_t seed = 0;
   std::string cache = "/tmp/mscl_synth_cache";
   bool different_clips = true;
+  bool eval_flow = false;
+  mscl::ssl::fra_options fra;  // FRA angle grid (ALGORITHM.md §4): ratios (0.2, 1.8), 8 chunks  // also evaluate the flow query backbone (is the teacher class-informative?)
 };
 
 const char* usage =
@@ -62,7 +64,9 @@ const char* usage =
     "         --w name=value (w_rgb w_flow w_flow_aug w_mx w_mx_r w_mx_aug w_mx_r_aug w_pos)\n"
     "         --no-lmcl --no-fra --no-mx --no-flow-moco --bn-splits 2 --no-batch-keys\n"
     "  train: --batch 32 --steps 300 --lr 0.05 --wd 1e-4 --warmup 10 --budget-s 0 --seed 0\n"
-    "         --jitter-p 0.8 --grey-p 0.2 --blur-p 0 --area-lo 0.3 --threads 2 --eval-every 0\n";
+    "         --jitter-p 0.8 --grey-p 0.2 --blur-p 0 --area-lo 0.3 --threads 2 --eval-every 0\n"
+    "  fra:   --fra-grid 0.2,1.8,8 (lo,hi,chunks of the rotation grid, in units of pi)\n"
+    "  eval:  --eval-clips 2 --eval-flow (also report R@k of the flow query backbone)\n";
 
 args_t parse(int argc, char** argv) {
   args_t a;
@@ -89,6 +93,7 @@ args_t parse(int argc, char** argv) {
     if (flag("--no-flow-moco")) { a.obj.flow_moco = false; continue; }
     if (flag("--no-batch-keys")) { a.obj.batch_keys_as_negatives = false; continue; }
     if (flag("--same-clip")) { a.different_clips = false; continue; }
+    if (flag("--eval-flow")) { a.eval_flow = true; continue; }
     MSCL_CHECK(i + 1 < argc, mscl::config_error, "ssl_synthetic_prog: option " << k << " needs a value");
     const std::string v = argv[++i];
     if (k == "--objective") a.objective = v;
@@ -135,6 +140,10 @@ args_t parse(int argc, char** argv) {
     else if (k == "--eval-clips") a.eval_clips = std::stoi(v);
     else if (k == "--log-every") a.log_every = std::stol(v);
     else if (k == "--cache") a.cache = v;
+    else if (k == "--fra-grid") {  // lo,hi,chunks: beta = pi (lo + (hi - lo)/chunks * c), c < chunks
+      MSCL_CHECK(std::sscanf(v.c_str(), "%lf,%lf,%d", &a.fra.ratio_lo, &a.fra.ratio_hi, &a.fra.num_chunks) == 3,
+                 mscl::config_error, "--fra-grid needs lo,hi,chunks, got " << v);
+    }
     else throw mscl::config_error("ssl_synthetic_prog: unknown option " + k + " (see --help)");
   }
   if (a.objective == "moco") {
@@ -321,7 +330,7 @@ int main(int argc, char** argv) {
         if (with_flow) {
           const tensor<float> fa = mscl::ssl::normalize_flow_max_length(flow_clip(train, v, sa, a.frames, a.stride));
           const tensor<float> fb = mscl::ssl::normalize_flow_max_length(flow_clip(train, v, sb, a.frames, a.stride));
-          const double angle = mscl::ssl::fra_angle(int(g.randint(0, 7)));
+          const double angle = mscl::ssl::fra_angle(int(g.randint(0, a.fra.num_chunks - 1)), a.fra);
           const auto packs = mscl::ssl::make_flow_packs(fa, fb, {angle}, false);
           pack_q = mscl::ops::reshape(packs.q, {2, 2 * a.frames, train.h, train.w});
           pack_k = mscl::ops::reshape(packs.k, {2, 2 * a.frames, train.h, train.w});
@@ -381,11 +390,48 @@ int main(int argc, char** argv) {
       net.train();
       return out;
     };
+    // the same protocol on the flow query backbone (colour-coded flow, centre crop)
+    auto flow_features = [&](const video_store& s) {
+      auto& net = *objective.flow_q->backbone;
+      mscl::no_grad guard;
+      net.eval();
+      std::vector<std::vector<double>> out(std::size_t(s.n));
+      const mscl::augment::flow_color_code coder(vo.flow_coding);
+      const int y0 = (s.h - a.crop) / 2, x0 = (s.w - a.crop) / 2;
+      const int chunk = 64;
+      for (int c = 0; c < a.eval_clips; ++c) {
+        const int start = a.eval_clips == 1 ? max_start / 2 : int(double(max_start) * c / double(a.eval_clips - 1));
+        for (int v0 = 0; v0 < s.n; v0 += chunk) {
+          std::vector<tensor<float>> xs;
+          for (int v = v0; v < std::min(s.n, v0 + chunk); ++v) {
+            tensor<float> f = mscl::ssl::normalize_flow_max_length(flow_clip(s, v, start, a.frames, a.stride));
+            f = mscl::ops::reshape(f, {2, a.frames, s.h, s.w});
+            f = mscl::ops::contiguous(mscl::ops::slice(mscl::ops::slice(f, 2, y0, y0 + a.crop), 3, x0, x0 + a.crop));
+            coder.apply_flow({}, f);
+            xs.push_back(f);
+          }
+          const tensor<float> f = net.features(stack_batch(xs));
+          const index_t d = f.shape()[1];
+          for (int v = v0; v < std::min(s.n, v0 + chunk); ++v) {
+            auto& row = out[std::size_t(v)];
+            row.resize(std::size_t(d), 0.0);
+            for (index_t k = 0; k < d; ++k) row[std::size_t(k)] += double(f.data()[index_t(v - v0) * d + k]) / a.eval_clips;
+          }
+        }
+      }
+      net.train();
+      return out;
+    };
     auto evaluate = [&](long step, double elapsed) {
       const auto e0 = clock::now();
       const auto r = retrieval(features(test), test_labels, features(train), train_labels);
       json j = {{"eval", step}, {"r1", r.r1}, {"r5", r.r5}, {"r10", r.r10}, {"train_s", elapsed},
                 {"eval_s", std::chrono::duration<double>(clock::now() - e0).count()}};
+      if (a.eval_flow && with_flow) {
+        const auto rf = retrieval(flow_features(test), test_labels, flow_features(train), train_labels);
+        j["flow_r1"] = rf.r1;
+        j["flow_r5"] = rf.r5;
+      }
       std::cout << j.dump() << std::endl;
       return r;
     };
