@@ -5,18 +5,26 @@
 // The training step matches the PyTorch peer: train-mode forward, 400-way cross-entropy on
 // labels i % 400, backward, SGD(lr 0.01, momentum 0.9, weight decay 1e-4). Each iteration ends
 // with a stream synchronisation, so the time is the step's wall time on the GPU.
+//
+// --mode mscl times one full MSCL training step (ssl::mscl_objective on the device, every term
+// on: RGB r3d_18 + flow r2d_18_flow query/key encoders, TPN neck, FRA and LMCL, queues of
+// --queue keys of dimension 128): objective forward (EMA updates, shuffle-BN keys, the eight
+// loss terms, enqueue), backward, SGD. Six input clips per sample (RGB q/k, flow q/k, rotated
+// flow q/k), each B×3×T×S×S. No PyTorch peer exists for this mode (the released MSCL code needs
+// its mmaction fork); scripts/gpu-check.sh prints its clips/s without a ratio.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <mscl/mscl.hpp>
+#include <mscl/ssl/mscl_objective.hpp>
 #include <string>
 #include <vector>
 
 namespace {
 struct args_t {
   std::string mode = "train", arch = "r3d_18";
-  long batch = 32, frames = 8, size = 112, iters = 10, warmup = 3;
+  long batch = 32, frames = 8, size = 112, iters = 10, warmup = 3, queue = 65536;
   bool tf32 = true, benchmark = true;
 };
 
@@ -35,22 +43,81 @@ args_t parse(int argc, char** argv) {
     else if (k == "--size") a.size = std::stol(next());
     else if (k == "--iters") a.iters = std::stol(next());
     else if (k == "--warmup") a.warmup = std::stol(next());
+    else if (k == "--queue") a.queue = std::stol(next());
     else if (k == "--no-tf32") a.tf32 = false;
     else if (k == "--heuristic-algos") a.benchmark = false;
     else if (k == "--help" || k == "-h") {
-      std::cout << "cuda_step_prog --mode train|forward --arch r3d_18|r2d_18_flow --batch N --frames T --size S\n"
-                   "               --iters K --warmup W [--no-tf32] [--heuristic-algos]\n"
-                   "Times one r3d_18 training step (or forward) on the GPU; prints one JSON line.\n";
+      std::cout << "cuda_step_prog --mode train|forward|mscl --arch r3d_18|r2d_18_flow --batch N --frames T --size S\n"
+                   "               --iters K --warmup W [--queue K (mscl, default 65536)] [--no-tf32] [--heuristic-algos]\n"
+                   "Times one r3d_18 training step (or forward), or with --mode mscl one full MSCL objective\n"
+                   "training step (R3D-18 RGB + flow encoders, all terms), on the GPU; prints one JSON line.\n";
       std::exit(0);
     } else {
       throw mscl::config_error("cuda_step_prog: unknown option " + k + " (see --help)");
     }
   }
-  MSCL_CHECK(a.mode == "train" || a.mode == "forward", mscl::config_error, "cuda_step_prog: --mode must be train or forward");
+  MSCL_CHECK(a.mode == "train" || a.mode == "forward" || a.mode == "mscl", mscl::config_error,
+             "cuda_step_prog: --mode must be train, forward or mscl");
+  MSCL_CHECK(a.queue >= a.batch, mscl::config_error, "cuda_step_prog: --queue must be at least --batch");
   MSCL_CHECK(a.batch > 0 && a.iters > 0 && a.warmup >= 1, mscl::config_error,
              "cuda_step_prog: --batch and --iters must be positive and --warmup >= 1 (the first step searches "
              "cuDNN algorithms)");
   return a;
+}
+
+void print_result(const args_t& a, const std::string& arch, std::vector<double> times) {
+  std::sort(times.begin(), times.end());
+  const double median = times[times.size() / 2];
+  const auto stats = mscl::cuda_backend::device_allocator::instance().stats();
+  std::printf("{\"engine\":\"mscl\",\"device\":\"%s\",\"mode\":\"%s\",\"arch\":\"%s\",\"batch\":%ld,\"frames\":%ld,"
+              "\"size\":%ld,\"median_ms\":%.3f,\"min_ms\":%.3f,\"max_ms\":%.3f,\"clips_per_s\":%.2f,"
+              "\"peak_device_mb\":%.1f,\"tf32\":%s}\n",
+              mscl::cuda_backend::context().properties.name, a.mode.c_str(), arch.c_str(), a.batch, a.frames, a.size,
+              median, times.front(), times.back(), 1000.0 * double(a.batch) / median,
+              double(stats.peak_bytes_in_use) / (1024.0 * 1024.0), a.tf32 ? "true" : "false");
+}
+
+/// One full MSCL training step per iteration (the paper's R18 configuration, all terms on).
+int run_mscl(const args_t& a) {
+  using dtensor = mscl::tensor<float, mscl::cuda>;
+  mscl::ssl::mscl_options o;  // defaults: r3d_18 width 64, flow width 16, neck 128, dim 128, τ 0.07
+  o.queue_size = a.queue;
+  o.seed = 1;
+  mscl::ssl::mscl_objective<float, mscl::cuda> obj(o);
+  mscl::generator gen(2);
+  auto clip = [&](bool flow) {
+    mscl::tensor<float> host = mscl::tensor<float>::empty({a.batch, 3, a.frames, a.size, a.size});
+    if (flow) gen.fill_uniform(host.data(), host.numel(), 0, 1);  // colour-coded flow lies in [0, 1]
+    else gen.fill_normal(host.data(), host.numel(), 0, 1);
+    return mscl::to_device(host);
+  };
+  mscl::ssl::mscl_batch<float, mscl::cuda> batch;
+  batch.rgb_q = clip(false);
+  batch.rgb_k = clip(false);
+  batch.flow_q = clip(true);
+  batch.flow_k = clip(true);
+  batch.flow_aug_q = clip(true);
+  batch.flow_aug_k = clip(true);
+  mscl::optim::sgd<float, mscl::cuda> opt(obj.trainable_parameters(), {0.03, 0.9, 1e-4, false});
+  obj.train();
+  std::vector<double> times;
+  mscl::ssl::mscl_step_stats stats;
+  for (long it = 0; it < a.warmup + a.iters; ++it) {
+    mscl::cuda_control::synchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    dtensor loss = obj.forward(batch, &stats);
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+    mscl::cuda_control::synchronize();
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (it >= a.warmup) times.push_back(ms);
+  }
+  std::cerr << "cuda_step_prog: last step's terms:";
+  for (const auto& [name, v] : stats.losses) std::cerr << " " << name << "=" << v;
+  std::cerr << "\n";
+  print_result(a, "mscl_r18_q" + std::to_string(a.queue), times);
+  return 0;
 }
 
 template <class Net>
@@ -84,15 +151,7 @@ int run(Net& net, const args_t& a) {
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (it >= a.warmup) times.push_back(ms);
   }
-  std::sort(times.begin(), times.end());
-  const double median = times[times.size() / 2];
-  const auto stats = mscl::cuda_backend::device_allocator::instance().stats();
-  std::printf("{\"engine\":\"mscl\",\"device\":\"%s\",\"mode\":\"%s\",\"arch\":\"%s\",\"batch\":%ld,\"frames\":%ld,"
-              "\"size\":%ld,\"median_ms\":%.3f,\"min_ms\":%.3f,\"max_ms\":%.3f,\"clips_per_s\":%.2f,"
-              "\"peak_device_mb\":%.1f,\"tf32\":%s}\n",
-              mscl::cuda_backend::context().properties.name, a.mode.c_str(), a.arch.c_str(), a.batch, a.frames, a.size,
-              median, times.front(), times.back(), 1000.0 * double(a.batch) / median,
-              double(stats.peak_bytes_in_use) / (1024.0 * 1024.0), a.tf32 ? "true" : "false");
+  print_result(a, a.arch, times);
   return 0;
 }
 }  // namespace
@@ -107,6 +166,7 @@ int main(int argc, char** argv) {
     }
     mscl::cuda_control::set_allow_tf32(a.tf32);
     mscl::cuda_control::settings().benchmark_conv_algorithms = a.benchmark;
+    if (a.mode == "mscl") return run_mscl(a);
     if (a.arch == "r3d_18") {
       auto net = mscl::models::r3d_18<float, mscl::cuda>(400);
       return run(net, a);

@@ -35,11 +35,13 @@ if [[ $mode != run ]]; then
   cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMSCL_WITH_CUDA=ON \
         -DMSCL_BUILD_EXAMPLES=OFF -DMSCL_WITH_MPI=OFF >"$build_dir.configure.log" 2>&1 \
     || { cat "$build_dir.configure.log"; echo "gpu-check: configure failed" >&2; exit 1; }
-  cmake --build "$build_dir" --target cuda_backend_test cuda_step_prog -j"$(nproc)" \
+  cmake --build "$build_dir" --target cuda_backend_test cuda_step_prog cuda_flow_test cuda_tvl1_prog -j"$(nproc)" \
     || { echo "gpu-check: build failed" >&2; exit 1; }
   mkdir -p "$bundle"
   cp "$build_dir/cuda_backend_test" "$bundle/" 2>/dev/null || cp "$build_dir"/*/cuda_backend_test "$bundle/"
   cp "$build_dir/benchmarks/cuda_step_prog" "$bundle/"
+  cp "$build_dir/cuda_flow_test" "$bundle/" 2>/dev/null || cp "$build_dir"/*/cuda_flow_test "$bundle/"
+  cp "$build_dir/benchmarks/cuda_tvl1_prog" "$bundle/"
   echo "bundle: $bundle ($(du -sh "$bundle" | cut -f1))"
   [[ $mode == build ]] && exit 0
 fi
@@ -64,6 +66,9 @@ results=$(mktemp -d)
 echo "== GPU tests (cuda vs cpu; docs/cuda.md has the tolerances)"
 "$bundle/cuda_backend_test" --durations yes 2>&1 | tee "$results/tests.log"
 test_rc=${PIPESTATUS[0]}
+echo "== CUDA TV-L1 tests (cuda vs cpu and ground truth)"
+"$bundle/cuda_flow_test" --durations yes 2>&1 | tee -a "$results/tests.log"
+[[ ${PIPESTATUS[0]} == 0 ]] || test_rc=1
 if grep -q MSCL_CUDA_SKIP "$results/tests.log"; then echo "gpu-check: tests SKIPPED (no usable GPU)"; test_rc=77; fi
 
 iters=10; warm=3
@@ -79,6 +84,15 @@ bench() {  # name, then the common arguments
 }
 bench r3d18_train_b32_tf32 --mode train --batch 32 --frames 8 --size 112
 bench r3d18_train_b32_fp32 --mode train --batch 32 --frames 8 --size 112 --no-tf32
+echo "== mscl_step_b32_tf32 (full MSCL step, queue 65536; no PyTorch peer)"
+timeout 240 "$bundle/cuda_step_prog" --mode mscl --batch 32 --frames 8 --size 112 --queue 65536 --iters $iters \
+  --warmup $warm >"$results/mscl_step_b32_tf32.mscl.json" 2>"$results/mscl_step_b32_tf32.mscl.err" \
+  || { echo "mscl step failed:"; tail -5 "$results/mscl_step_b32_tf32.mscl.err"; }
+cat "$results/mscl_step_b32_tf32.mscl.json" "$results/mscl_step_b32_tf32.mscl.err" 2>/dev/null
+echo "== tvl1_320x240 (CUDA TV-L1, batch 64; CPU TV-L1 on 4 pairs as the reference)"
+timeout 240 "$bundle/cuda_tvl1_prog" --pairs $(( iters * 64 )) >"$results/tvl1.json" 2>"$results/tvl1.err" \
+  || { echo "tvl1 failed:"; tail -5 "$results/tvl1.err"; }
+cat "$results/tvl1.json" 2>/dev/null
 
 echo
 "$py" - "$results" "$test_rc" <<'EOF'
@@ -97,8 +111,14 @@ for name, label in [("r3d18_train_b32_tf32", "r3d_18 train step, batch 32, 8x112
     ratio = (t["median_ms"] / m["median_ms"]) if (m and t) else None
     rows.append((label, f"{m['median_ms']:.1f} ms" if m else "failed", f"{t['median_ms']:.1f} ms" if t else "failed",
                  f"{ratio:.2f}x" if ratio else "-", ("PASS" if ratio >= 1.0 else "FAIL") if ratio else "-", ">= 1.0x"))
-rows.append(("full MSCL step (cuda)", "not implemented", "-", "-", "-", "reported"))
-rows.append(("TV-L1 pairs/s at 320x240 (--device cuda)", "not implemented", "-", "-", "-", ">= 1000"))
+m = load(os.path.join(d, "mscl_step_b32_tf32.mscl.json"))
+rows.append(("full MSCL step, batch 32, 8x112x112, K 65536, TF32",
+             f"{m['median_ms']:.1f} ms, {m['clips_per_s']:.1f} clips/s" if m else "failed", "-", "-", "-", "reported"))
+f = load(os.path.join(d, "tvl1.json"))
+f = f if f and "cuda_pairs_per_s" in f else None
+rows.append(("TV-L1 pairs/s at 320x240, batch 64 (vs CPU TV-L1, all cores)",
+             f"{f['cuda_pairs_per_s']:.0f} pairs/s" if f else "failed", f"cpu {f['cpu_pairs_per_s']:.1f} pairs/s" if f else "-",
+             f"{f['speedup']:.0f}x" if f else "-", ("PASS" if f['cuda_pairs_per_s'] >= 1000 else "FAIL") if f else "-", ">= 1000"))
 status = {0: "PASS", 77: "SKIPPED (no GPU)"}.get(test_rc, "FAIL")
 rows.append(("GPU tests incl. full r3d step loss vs CPU", status, "-", "-", status, "tolerances in docs/cuda.md"))
 w = [max(len(str(r[i])) for r in rows + [("check", "mscl", "pytorch", "speed-up", "verdict", "bar")]) for i in range(6)]

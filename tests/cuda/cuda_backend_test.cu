@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <mscl/mscl.hpp>
+#include <mscl/ssl/mscl_objective.hpp>
 #include <string>
 #include <utility>
 #include <vector>
@@ -316,4 +317,235 @@ TEST_CASE("cuda r3d_tiny step with TF32 on stays close to cpu") {
   auto ld = mscl::ops::cross_entropy(net_d.forward(clip.d), std::vector<index_t>{1, 2});
   check_close(lc, ld, 1e-2, 0, "loss with TF32");
   mscl::cuda_control::set_allow_tf32(false);
+}
+
+// ===================================================================== the MSCL objective (ssl/)
+// Tolerances of this part (docs/cuda.md): InfoNCE / LMCL losses and gradients as "losses"
+// (1e-5 + 1e-4 · max|cpu|); queue writes, the EMA, FRA's rotation and normalisation and dropout
+// masks are exact (the kernels avoid FMA contraction and use the CPU's Philox words; the CPU
+// reference in this nvcc-compiled file is built without -march, so without FMA); resizing as
+// elementwise; the full MSCL step 2e-4 · max|cpu| (+1e-5) for parameters and 1e-4 for queues.
+
+namespace {
+void check_exact(const tensor<cpu>& ref, const tensor<cuda>& got, const std::string& what) {
+  INFO(what);
+  REQUIRE(ref.shape() == got.shape());
+  const std::vector<float> a = ref.to_vector(), b = got.to_vector();
+  std::size_t bad = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) bad += (a[i] == b[i] || (std::isnan(a[i]) && std::isnan(b[i]))) ? 0 : 1;
+  CHECK(bad == 0);
+}
+}  // namespace
+
+TEST_CASE("cuda ssl::info_nce: loss, accuracy and gradients match cpu (bank, weights, extra negatives)") {
+  REQUIRE_GPU_OR_SKIP();
+  const index_t n = 5, d = 16, K = 37, M = 5;
+  for (bool with_extra : {false, true}) {
+    INFO("extra negatives: " << with_extra);
+    auto q = random_pair({n, d}, 70), k = random_pair({n, d}, 71), e = random_pair({M, d}, 72);
+    auto bank = random_pair({d, K}, 73, false, 0, 0.3);
+    auto w = random_pair({K}, 74, false, 1.0, 0.01);
+    auto run = [&](auto& Q, auto& Kp, auto& E, auto& Bk, auto& W) {
+      using T = std::decay_t<decltype(Q)>;
+      return with_extra ? mscl::ssl::info_nce(Q, Kp, Bk, W, 0.2, E, true) : mscl::ssl::info_nce(Q, Kp, Bk, W, 0.2, T());
+    };
+    auto rc = run(q.h, k.h, e.h, bank.h, w.h);
+    auto rd = run(q.d, k.d, e.d, bank.d, w.d);
+    check_close(rc.loss, rd.loss, k_heavy, k_elem, "loss");
+    CHECK(rc.correct == rd.correct);
+    CHECK(rc.columns == rd.columns);
+    rc.loss.backward();
+    rd.loss.backward();
+    check_close(q.h.grad(), q.d.grad(), k_heavy, k_elem, "dq");
+    check_close(k.h.grad(), k.d.grad(), k_heavy, k_elem, "dk");
+    if (with_extra) check_close(e.h.grad(), e.d.grad(), k_heavy, k_elem, "d extra");
+  }
+}
+
+TEST_CASE("cuda ssl::lmcl: loss and gradients of all three inputs match cpu") {
+  REQUIRE_GPU_OR_SKIP();
+  for (bool with_aug : {true, false}) {
+    INFO("augmented candidates: " << with_aug);
+    auto r = random_pair({3, 12, 4}, 80), b = random_pair({3, 12, 4}, 81), a = random_pair({3, 12, 4}, 82);
+    auto rc = mscl::ssl::lmcl(r.h, b.h, with_aug ? a.h : tensor<cpu>(), 0.1);
+    auto rd = mscl::ssl::lmcl(r.d, b.d, with_aug ? a.d : tensor<cuda>(), 0.1);
+    check_close(rc.loss, rd.loss, k_heavy, k_elem, "loss");
+    CHECK(rc.correct == rd.correct);
+    rc.loss.backward();
+    rd.loss.backward();
+    check_close(r.h.grad(), r.d.grad(), k_heavy, k_elem, "d rgb");
+    check_close(b.h.grad(), b.d.grad(), k_heavy, k_elem, "d flow base");
+    if (with_aug) check_close(a.h.grad(), a.d.grad(), k_heavy, k_elem, "d flow aug");
+  }
+}
+
+TEST_CASE("cuda ssl::memory_queue: init, enqueue with wrap-around, weights and state are exactly cpu's") {
+  REQUIRE_GPU_OR_SKIP();
+  mscl::generator gc(9), gd(9);
+  mscl::ssl::memory_queue<float, cpu> qc(6, 8, gc);
+  mscl::ssl::memory_queue<float, cuda> qd(6, 8, gd);
+  check_exact(qc.buffer(), qd.buffer(), "initial buffer");
+  for (int step = 0; step < 4; ++step) {
+    INFO("enqueue " << step);
+    auto keys = random_pair({3, 6}, 90 + std::uint64_t(step), false);  // 3 does not divide 8: wraps
+    const auto snap_c = qc.snapshot(0.9);
+    const auto snap_d = qd.snapshot(0.9);  // held: enqueue must copy first
+    qc.enqueue(keys.h);
+    qd.enqueue(keys.d);
+    check_exact(qc.buffer(), qd.buffer(), "buffer");
+    check_exact(snap_c.bank, snap_d.bank, "snapshot taken before the enqueue");
+    CHECK(qc.ages() == qd.ages());
+    CHECK(qc.pointer() == qd.pointer());
+    check_exact(qc.weights(0.9), qd.weights(0.9), "weights");
+  }
+  const auto sc = qc.state_dict("q.");
+  const auto sd = qd.state_dict("q.");
+  REQUIRE(sc.size() == sd.size());
+  for (std::size_t i = 0; i < sc.size(); ++i) check_exact(sc[i].value, sd[i].value, sc[i].name);
+}
+
+TEST_CASE("cuda ssl::ema_update, FRA rotation and normalisation, dropout: exactly the cpu values") {
+  REQUIRE_GPU_OR_SKIP();
+  mscl::generator g1(1), g2(2), h1(1), h2(2);
+  mscl::ssl::projection_head<float, cpu> kc(6, 5, 4, g1), qc(6, 5, 4, g2);
+  mscl::ssl::projection_head<float, cuda> kd(6, 5, 4, h1), qd(6, 5, 4, h2);
+  for (double m : {0.994, 0.5}) {
+    mscl::ssl::ema_update(kc, qc, m);
+    mscl::ssl::ema_update(kd, qd, m);
+  }
+  const auto pc = kc.named_parameters();
+  const auto pd = kd.named_parameters();
+  for (std::size_t i = 0; i < pc.size(); ++i) check_exact(pc[i].second, pd[i].second, "ema " + pc[i].first);
+
+  auto flow = random_pair({2, 2, 3, 5, 4}, 95);
+  const std::vector<double> angles{0.7, 2.9};
+  auto rc = mscl::ssl::rotate_flow(flow.h, angles);
+  auto rd = mscl::ssl::rotate_flow(flow.d, angles);
+  check_exact(rc, rd, "rotate_flow");
+  auto wgt = random_pair({2, 2, 3, 5, 4}, 96, false);
+  mscl::ops::sum(mscl::ops::mul(rc, wgt.h)).backward();
+  mscl::ops::sum(mscl::ops::mul(rd, wgt.d)).backward();
+  check_close(flow.h.grad(), flow.d.grad(), k_elem, k_elem, "rotate_flow gradient");
+  {
+    mscl::no_grad guard;
+    check_exact(mscl::ssl::normalize_flow_max_length(flow.h), mscl::ssl::normalize_flow_max_length(flow.d),
+                "normalize_flow_max_length");
+  }
+  auto x = random_pair({7, 33}, 97);
+  auto dc = mscl::ops::dropout(x.h, 0.3, true, 1234, 5);
+  auto dd = mscl::ops::dropout(x.d, 0.3, true, 1234, 5);
+  check_exact(dc, dd, "dropout output (same Philox mask)");
+  mscl::ops::sum(dc).backward();
+  mscl::ops::sum(dd).backward();
+  check_exact(x.h.grad(), x.d.grad(), "dropout gradient");
+}
+
+TEST_CASE("cuda nearest / trilinear 3-D resizing (the TPN neck) match cpu with gradients") {
+  REQUIRE_GPU_OR_SKIP();
+  auto x = random_pair({2, 3, 2, 5, 4}, 98);
+  auto f = [](auto X) {
+    using namespace mscl::ops;
+    auto a = interpolate_nearest3d(X, {4, 10, 8});
+    auto b = interpolate_trilinear3d(X, {3, 7, 9}, false);
+    auto c = interpolate_trilinear3d(X, {4, 3, 2}, true);
+    return add(add(sum(square(a)), sum(square(b))), sum(square(c)));
+  };
+  auto lc = f(x.h);
+  auto ld = f(x.d);
+  check_close(lc, ld, k_elem, k_elem, "resize loss");
+  lc.backward();
+  ld.backward();
+  check_close(x.h.grad(), x.d.grad(), k_elem, k_elem, "resize gradient");
+}
+
+namespace {
+mscl::ssl::mscl_options tiny_mscl_options() {
+  mscl::ssl::mscl_options o;  // every term on: flow MoCo, cross-modal, FRA, LMCL, batch keys
+  o.rgb_width = 2;
+  o.flow_width = 2;
+  o.neck_channels = 16;
+  o.embedding_dim = 8;
+  o.queue_size = 16;
+  o.temperature = 0.2;
+  o.momentum_samples = 1000;
+  o.seed = 11;
+  return o;
+}
+
+/// Two training steps of the objective on both backends from the same seed and inputs: loss
+/// terms, every parameter and buffer after SGD, the queues (buffer, ages, pointer).
+void compare_mscl_steps(const mscl::ssl::mscl_options& o, std::uint64_t seed) {
+  mscl::ssl::mscl_objective<float, cpu> oc(o);
+  mscl::ssl::mscl_objective<float, cuda> od(o);
+  {
+    const auto sc = oc.state_dict();
+    const auto sd = od.state_dict();
+    REQUIRE(sc.size() == sd.size());
+    for (std::size_t i = 0; i < sc.size(); ++i) check_exact(sc[i].value, sd[i].value, "initial " + sc[i].name);
+    check_exact(oc.rgb_queue->buffer(), od.rgb_queue->buffer(), "initial rgb queue");
+  }
+  const index_t nb = 4;  // key_bn_splits = 2: the shuffle-BN gather runs
+  mscl::ssl::mscl_batch<float, cpu> bc;
+  mscl::ssl::mscl_batch<float, cuda> bd;
+  auto in = [&](std::uint64_t s, tensor<cpu>& h, tensor<cuda>& d) {
+    auto p = random_pair({nb, 3, 8, 16, 16}, s, false);
+    h = p.h;
+    d = p.d;
+  };
+  in(seed + 1, bc.rgb_q, bd.rgb_q);
+  in(seed + 2, bc.rgb_k, bd.rgb_k);
+  if (o.uses_flow()) {
+    in(seed + 3, bc.flow_q, bd.flow_q);
+    in(seed + 4, bc.flow_k, bd.flow_k);
+    in(seed + 5, bc.flow_aug_q, bd.flow_aug_q);
+    in(seed + 6, bc.flow_aug_k, bd.flow_aug_k);
+  }
+  mscl::optim::sgd<float, cpu> opt_c(oc.trainable_parameters(), {0.05, 0.9, 1e-4, false});
+  mscl::optim::sgd<float, cuda> opt_d(od.trainable_parameters(), {0.05, 0.9, 1e-4, false});
+  for (int step = 0; step < 2; ++step) {
+    INFO("step " << step);
+    mscl::ssl::mscl_step_stats sc, sd;
+    auto lc = oc.forward(bc, &sc);
+    auto ld = od.forward(bd, &sd);
+    check_close(lc, ld, 2e-4, 1e-6, "total loss");
+    REQUIRE(sc.losses.size() == sd.losses.size());
+    for (const auto& [name, v] : sc.losses) {
+      INFO(name << ": cpu " << v << ", cuda " << sd.losses[name]);
+      CHECK(std::fabs(v - sd.losses[name]) <= 2e-4 * std::max(1.0, std::fabs(v)));
+    }
+    CHECK(sc.momentum_rgb == sd.momentum_rgb);
+    opt_c.zero_grad();
+    opt_d.zero_grad();
+    lc.backward();
+    ld.backward();
+    opt_c.step();
+    opt_d.step();
+    const auto pc = oc.state_dict();
+    const auto pd = od.state_dict();
+    for (std::size_t i = 0; i < pc.size(); ++i) check_close(pc[i].value, pd[i].value, 2e-4, 1e-5, pc[i].name);
+    check_close(oc.rgb_queue->buffer(), od.rgb_queue->buffer(), 1e-4, 1e-4, "rgb queue");
+    CHECK(oc.rgb_queue->ages() == od.rgb_queue->ages());
+    CHECK(oc.rgb_queue->pointer() == od.rgb_queue->pointer());
+    if (o.uses_flow()) {
+      check_close(oc.flow_queue->buffer(), od.flow_queue->buffer(), 1e-4, 1e-4, "flow queue");
+      CHECK(oc.flow_queue->pointer() == od.flow_queue->pointer());
+    }
+  }
+}
+}  // namespace
+
+TEST_CASE("cuda full MSCL training step matches cpu (all terms incl. FRA and LMCL, queues, SGD)") {
+  REQUIRE_GPU_OR_SKIP();
+  compare_mscl_steps(tiny_mscl_options(), 100);
+}
+
+TEST_CASE("cuda MoCo-RGB configuration of the MSCL objective matches cpu") {
+  REQUIRE_GPU_OR_SKIP();
+  auto o = mscl::ssl::mscl_options::moco_rgb();
+  o.rgb_width = 2;
+  o.embedding_dim = 8;
+  o.queue_size = 16;
+  o.fixed_momentum = true;
+  o.seed = 4;
+  compare_mscl_steps(o, 200);
 }

@@ -7,6 +7,8 @@
 /// `philox_uniform(seed, stream, i) >= p`, so the mask is a pure function of (seed, stream, i):
 /// the same for any thread count, and a training loop that passes the iteration number as the
 /// stream gets identical masks after a resume. The generator overload takes one fresh stream.
+/// The cuda path (backend/cuda/ssl.hpp) evaluates the same Philox words on the device, so its
+/// masks equal the CPU's for the same (seed, stream) (exact comparison of a double uniform with p).
 #pragma once
 #include <cstdint>
 
@@ -31,10 +33,12 @@ tensor<T, B> dropout_mask_mul(const tensor<T, B>& g, const tensor<T, B>& mask) {
 /// Dropout with probability `p` in [0, 1] (p = 1 zeroes everything, p = 0 is the identity).
 template <class T, class B>
 tensor<T, B> dropout(const tensor<T, B>& x, double p, bool training, std::uint64_t seed, std::uint64_t stream) {
-  detail::require_cpu<B>();
   MSCL_CHECK(x.defined(), shape_error, "dropout: x is an undefined tensor");
   MSCL_CHECK(p >= 0.0 && p <= 1.0, value_error, "dropout: p must be in [0, 1], got " << p);
   if (!training || p == 0.0) return x;
+  // cuda: backend/cuda/ssl.hpp, a device Philox that yields the same mask as below.
+  MSCL_CUDA_DISPATCH(B, dropout(x, p, seed, stream)) {
+  detail::require_cpu<B>();
   const index_t n = x.numel();
   // The scaled mask doubles as the backward multiplier: g_in = g_out ⊙ mask.
   tensor<T, B> mask = tensor<T, B>::empty(x.shape());
@@ -52,6 +56,7 @@ tensor<T, B> dropout(const tensor<T, B>& x, double p, bool training, std::uint64
   return autograd::record(out, "dropout", {x}, [mask](const tensor<T, B>& g) {
     return std::vector<tensor<T, B>>{detail::dropout_mask_mul(g, mask)};
   });
+  }
 }
 
 /// As above with a fresh stream of `gen` (one stream per call).

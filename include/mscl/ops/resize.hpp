@@ -67,6 +67,7 @@ tensor<T, B> resize_impl(const tensor<T, B>& x, const resize3d_size& size, const
 /// output gradients of every output that copied an input element.
 template <class T, class B>
 tensor<T, B> interpolate_nearest3d(const tensor<T, B>& x, const resize3d_size& size) {
+  MSCL_CUDA_DISPATCH(B, interpolate_nearest3d(x, size))  // backend/cuda/ssl.hpp (the TPN neck)
   return detail::resize_impl(
       x, size, "interpolate_nearest3d",
       [](const T* in, T* out, const backend::cpu_kernels::resize3d_params& p) {
@@ -84,6 +85,7 @@ tensor<T, B> interpolate_nearest3d(const tensor<T, B>& x, const resize3d_size& s
 /// gradient scattered to its 8 corners with the forward weights).
 template <class T, class B>
 tensor<T, B> interpolate_trilinear3d(const tensor<T, B>& x, const resize3d_size& size, bool align_corners = false) {
+  MSCL_CUDA_DISPATCH(B, interpolate_trilinear3d(x, size, align_corners))
   return detail::resize_impl(
       x, size, "interpolate_trilinear3d",
       [align_corners](const T* in, T* out, const backend::cpu_kernels::resize3d_params& p) {

@@ -114,8 +114,13 @@ void check_flow_tensor(const tensor<T, Bk>& x, const char* who) {
                  << (x.defined() ? to_string(x.shape()) : "undefined"));
 }
 // out[b, 0/1, …] = R(±angle_b) applied to in[b, 0/1, …]; `inner` elements per channel.
-template <class T>
+template <class Bk, class T>
 void rotate_planes(const T* in, T* out, index_t nb, index_t inner, const std::vector<double>& angles, double sign) {
+  if constexpr (std::is_same_v<Bk, cuda>) {  // device pointers: backend/cuda/ssl.hpp, same arithmetic
+    backend::cuda_ops<Bk>::rotate_planes(in, out, nb, inner, angles, sign);
+    return;
+  }
+  else
   ops::detail::parallel_for(nb, [&](index_t b) {
     const double c = std::cos(angles[std::size_t(b)]), s = sign * std::sin(angles[std::size_t(b)]);
     const T* u = in + b * 2 * inner;
@@ -134,7 +139,6 @@ void rotate_planes(const T* in, T* out, index_t nb, index_t inner, const std::ve
 /// Rotates sample b of a B×2×…×H×W flow tensor by angles[b] (radians). Records a gradient.
 template <class T, class Bk>
 tensor<T, Bk> rotate_flow(const tensor<T, Bk>& flow, const std::vector<double>& angles) {
-  ops::detail::require_cpu<Bk>();
   detail::check_flow_tensor(flow, "ssl::rotate_flow");
   const index_t nb = flow.shape()[0];
   MSCL_CHECK(index_t(angles.size()) == nb, shape_error,
@@ -142,11 +146,11 @@ tensor<T, Bk> rotate_flow(const tensor<T, Bk>& flow, const std::vector<double>& 
   const index_t inner = nb > 0 ? flow.numel() / (2 * nb) : 0;
   const tensor<T, Bk> xc = ops::detail::contiguous_data(flow);
   tensor<T, Bk> out = tensor<T, Bk>::empty(flow.shape());
-  detail::rotate_planes(xc.data(), out.data(), nb, inner, angles, 1.0);
+  detail::rotate_planes<Bk>(xc.data(), out.data(), nb, inner, angles, 1.0);
   return autograd::record(out, "rotate_flow", {flow}, [angles, nb, inner](const tensor<T, Bk>& g) {
     const tensor<T, Bk> gc = ops::detail::contiguous_data(g);
     tensor<T, Bk> gx = tensor<T, Bk>::empty(g.shape());
-    detail::rotate_planes(gc.data(), gx.data(), nb, inner, angles, -1.0);  // Rᵀ = R(−β)
+    detail::rotate_planes<Bk>(gc.data(), gx.data(), nb, inner, angles, -1.0);  // Rᵀ = R(−β)
     return std::vector<tensor<T, Bk>>{gx};
   });
 }
@@ -156,7 +160,6 @@ tensor<T, Bk> rotate_flow(const tensor<T, Bk>& flow, const std::vector<double>& 
 /// refuses an input that requires one while recording.
 template <class T, class Bk>
 tensor<T, Bk> normalize_flow_max_length(const tensor<T, Bk>& flow, double eps = 1e-5) {
-  ops::detail::require_cpu<Bk>();
   detail::check_flow_tensor(flow, "ssl::normalize_flow_max_length");
   MSCL_CHECK(flow.dim() >= 4, shape_error,
              "ssl::normalize_flow_max_length: flow must be B×2×…×H×W with H, W as the last two axes, got "
@@ -170,6 +173,11 @@ tensor<T, Bk> normalize_flow_max_length(const tensor<T, Bk>& flow, double eps = 
   const tensor<T, Bk> xc = ops::detail::contiguous_data(flow);
   tensor<T, Bk> out = tensor<T, Bk>::empty(s);
   const index_t inner = maps * hw;
+  if constexpr (std::is_same_v<Bk, cuda>) {
+    backend::cuda_ops<Bk>::flow_max_normalize(xc.data(), out.data(), nb, maps, hw, inner, eps);
+    return out;
+  } else {
+  ops::detail::require_cpu<Bk>();
   ops::detail::parallel_for(nb * maps, [&](index_t k) {
     const index_t b = k / maps, m = k % maps;
     const T* u = xc.data() + b * 2 * inner + m * hw;
@@ -185,6 +193,7 @@ tensor<T, Bk> normalize_flow_max_length(const tensor<T, Bk>& flow, double eps = 
     }
   }, 1);
   return out;
+  }
 }
 
 }  // namespace mscl::ssl

@@ -129,7 +129,6 @@ info_nce_output<T, B> info_nce(const tensor<T, B>& q, const tensor<T, B>& k_pos,
                                bool exclude_own_extra = false) {
   using tensor_t = tensor<T, B>;
   using ops::detail::check_rank;
-  ops::detail::require_cpu<B>();
   check_rank(q, 2, "ssl::info_nce", "q (B×D)");
   check_rank(k_pos, 2, "ssl::info_nce", "k_pos (B×D)");
   const index_t n = q.shape()[0], d = q.shape()[1];
@@ -163,6 +162,17 @@ info_nce_output<T, B> info_nce(const tensor<T, B>& q, const tensor<T, B>& k_pos,
              "ssl::info_nce: the bank and its weights are constants (a queue gets no gradient); pass bank.detach() — "
              "negatives that need a gradient go in extra_negatives");
 
+  if constexpr (std::is_same_v<B, cuda>) {  // backend/cuda/ssl.hpp: the same op on the device
+    const auto r = backend::cuda_ops<B>::info_nce(q, k_pos, bank, bank_weights, tau, extra_negatives,
+                                                  exclude_own_extra, K, M);
+    info_nce_output<T, B> result;
+    result.loss = r.loss;
+    result.correct = r.correct;
+    result.accuracy = double(r.correct) / double(n);
+    result.columns = 1 + K + M;
+    return result;
+  } else {
+  ops::detail::require_cpu<B>();
   const index_t C = 1 + K + M;
   const T inv_tau = T(1.0 / tau);
   const tensor_t qc = ops::detail::contiguous_data(q), kc = ops::detail::contiguous_data(k_pos);
@@ -277,6 +287,7 @@ info_nce_output<T, B> info_nce(const tensor<T, B>& q, const tensor<T, B>& k_pos,
   };
   result.loss = autograd::record(out, "info_nce", {q, k_pos, bank, bank_weights, extra_negatives}, backward);
   return result;
+  }
 }
 
 }  // namespace mscl::ssl

@@ -85,7 +85,6 @@ template <class T, class B>
 lmcl_output<T, B> lmcl(const tensor<T, B>& rgb, const tensor<T, B>& flow_base, const tensor<T, B>& flow_aug,
                        double tau = 0.07) {
   using tensor_t = tensor<T, B>;
-  ops::detail::require_cpu<B>();
   ops::detail::check_rank(rgb, 3, "ssl::lmcl", "rgb (B×C×T)");
   ops::detail::check_rank(flow_base, 3, "ssl::lmcl", "flow_base (B×C×T)");
   const bool has_aug = flow_aug.defined();
@@ -96,6 +95,15 @@ lmcl_output<T, B> lmcl(const tensor<T, B>& rgb, const tensor<T, B>& flow_base, c
     MSCL_CHECK(flow_aug.shape() == rgb.shape(), shape_error,
                "ssl::lmcl: flow_aug must match rgb (B×C×T = " << to_string(rgb.shape()) << "), got " << to_string(flow_aug.shape()));
   MSCL_CHECK(std::isfinite(tau) && tau > 0, value_error, "ssl::lmcl: temperature must be finite and > 0, got " << tau);
+  if constexpr (std::is_same_v<B, cuda>) {  // backend/cuda/ssl.hpp: the same op on the device
+    const auto r = backend::cuda_ops<B>::lmcl(rgb, flow_base, flow_aug, tau);
+    lmcl_output<T, B> result;
+    result.loss = r.loss;
+    result.correct = r.correct;
+    result.accuracy = double(r.correct) / double(rgb.shape()[0] * rgb.shape()[2]);
+    return result;
+  } else {
+  ops::detail::require_cpu<B>();
   const double eps = 1e-12;
   const index_t nb = rgb.shape()[0], C = rgb.shape()[1], nt = rgb.shape()[2];
   const index_t J = has_aug ? 2 * nt : nt;
@@ -181,6 +189,7 @@ lmcl_output<T, B> lmcl(const tensor<T, B>& rgb, const tensor<T, B>& flow_base, c
   };
   result.loss = autograd::record(out, "lmcl", {rgb, flow_base, flow_aug}, backward);
   return result;
+  }
 }
 
 }  // namespace mscl::ssl

@@ -58,14 +58,19 @@ class memory_queue {
   memory_queue(index_t dim, index_t size, generator& gen) {
     MSCL_CHECK(dim > 0 && size > 0, value_error,
                "ssl::memory_queue: dimension and size must be positive, got D = " << dim << ", K = " << size);
-    buffer_ = tensor_t::empty({dim, size});
-    gen.fill_normal(buffer_.data(), buffer_.numel(), 0.0, 1.0);
-    T* p = buffer_.data();
-    for (index_t j = 0; j < size; ++j) {
-      double s = 0;
-      for (index_t c = 0; c < dim; ++c) s += double(p[c * size + j]) * double(p[c * size + j]);
-      const double nrm = std::max(std::sqrt(s), 1e-12);  // F.normalize(dim=0) semantics
-      for (index_t c = 0; c < dim; ++c) p[c * size + j] = T(double(p[c * size + j]) / nrm);
+    if constexpr (std::is_same_v<B, cpu>) {
+      buffer_ = tensor_t::empty({dim, size});
+      gen.fill_normal(buffer_.data(), buffer_.numel(), 0.0, 1.0);
+      T* p = buffer_.data();
+      for (index_t j = 0; j < size; ++j) {
+        double s = 0;
+        for (index_t c = 0; c < dim; ++c) s += double(p[c * size + j]) * double(p[c * size + j]);
+        const double nrm = std::max(std::sqrt(s), 1e-12);  // F.normalize(dim=0) semantics
+        for (index_t c = 0; c < dim; ++c) p[c * size + j] = T(double(p[c * size + j]) / nrm);
+      }
+    } else {  // device queues start as the host queue of the same generator state, uploaded
+      const memory_queue<T, cpu> host(dim, size, gen);
+      buffer_ = tensor_t::from_vector({dim, size}, host.buffer().to_vector());
     }
     ages_.assign(std::size_t(size), 0);
   }
@@ -86,9 +91,15 @@ class memory_queue {
     // Ages take at most K/B + 1 distinct values: one pow per value, not per slot.
     std::vector<T> table(std::size_t(max_age) + 1);
     for (std::size_t a = 0; a < table.size(); ++a) table[a] = T(std::pow(decay, double(a)));
-    tensor_t w = tensor_t::empty({size()});
-    for (std::size_t j = 0; j < ages_.size(); ++j) w.data()[j] = table[std::size_t(ages_[j])];
-    return w;
+    if constexpr (std::is_same_v<B, cpu>) {
+      tensor_t w = tensor_t::empty({size()});
+      for (std::size_t j = 0; j < ages_.size(); ++j) w.data()[j] = table[std::size_t(ages_[j])];
+      return w;
+    } else {
+      std::vector<T> w(ages_.size());
+      for (std::size_t j = 0; j < ages_.size(); ++j) w[j] = table[std::size_t(ages_[j])];
+      return tensor_t::from_vector({size()}, w);
+    }
   }
 
   /// The bank and its weights as they are now. decay = 1 disables age weighting (weights left
@@ -113,13 +124,18 @@ class memory_queue {
     const tensor_t kc = keys.is_contiguous() ? keys : keys.clone();
     // Copy-on-write: keep memory that a snapshot or an autograd graph still holds intact.
     if (buffer_.impl().use_count() > 1 || buffer_.impl()->store.use_count() > 1) buffer_ = buffer_.clone();
-    T* p = buffer_.data();
-    const T* kv = kc.data();
     for (auto& a : ages_) ++a;
-    for (index_t i = 0; i < nb; ++i) {
-      const index_t col = (pointer_ + i) % K;
-      for (index_t c = 0; c < D; ++c) p[c * K + col] = kv[i * D + c];
-      ages_[std::size_t(col)] = 1;
+    if constexpr (std::is_same_v<B, cuda>) {
+      backend::cuda_ops<B>::queue_write(buffer_, kc, pointer_);
+      for (index_t i = 0; i < nb; ++i) ages_[std::size_t((pointer_ + i) % K)] = 1;
+    } else {
+      T* p = buffer_.data();
+      const T* kv = kc.data();
+      for (index_t i = 0; i < nb; ++i) {
+        const index_t col = (pointer_ + i) % K;
+        for (index_t c = 0; c < D; ++c) p[c * K + col] = kv[i * D + c];
+        ages_[std::size_t(col)] = 1;
+      }
     }
     pointer_ = (pointer_ + nb) % K;
   }
@@ -146,8 +162,9 @@ class memory_queue {
   /// `<prefix>queue_ptr` ([1], integer, MoCo's name), ready for io::save through the same path
   /// as module state. Ages and pointer are exact in float up to 2^24.
   std::vector<nn::state_entry<T, B>> state_dict(const std::string& prefix = "") const {
-    tensor_t age = tensor_t::empty({size()});
-    for (std::size_t j = 0; j < ages_.size(); ++j) age.data()[j] = T(ages_[j]);
+    std::vector<T> ages(ages_.size());
+    for (std::size_t j = 0; j < ages_.size(); ++j) ages[j] = T(ages_[j]);
+    const tensor_t age = tensor_t::from_vector({size()}, ages);
     return {{prefix + "queue", buffer_.clone(), false, false},
             {prefix + "queue_age", age, false, true},
             {prefix + "queue_ptr", tensor_t::full({1}, T(pointer_)), false, true}};

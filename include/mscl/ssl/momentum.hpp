@@ -78,7 +78,6 @@ void check_matching_entry(const std::string& who, std::size_t i, const std::stri
 /// type. No graph is recorded; the key module's buffers are not touched (see file comment).
 template <class T, class B>
 void ema_update(nn::module<T, B>& key, const nn::module<T, B>& query, double m) {
-  ops::detail::require_cpu<B>();
   MSCL_CHECK(m >= 0 && m <= 1, value_error, "ssl::ema_update: momentum must be in [0, 1], got " << m);
   auto kp = key.named_parameters();
   const auto qp = query.named_parameters();
@@ -87,9 +86,14 @@ void ema_update(nn::module<T, B>& key, const nn::module<T, B>& query, double m) 
   const T mk = T(m), mq = T(1.0 - m);
   for (std::size_t i = 0; i < kp.size(); ++i) {
     detail::check_matching_entry("ssl::ema_update", i, kp[i].first, kp[i].second, qp[i].first, qp[i].second);
-    T* k = kp[i].second.data();
-    const T* q = qp[i].second.data();
-    ops::detail::parallel_for(kp[i].second.numel(), [&](index_t j) { k[j] = k[j] * mk + q[j] * mq; });
+    if constexpr (std::is_same_v<B, cuda>) {  // same rounding as below (no FMA), see ssl_kernels.cuh
+      backend::cuda_ops<B>::ema_update_param(kp[i].second, qp[i].second, mk, mq);
+    } else {
+      ops::detail::require_cpu<B>();
+      T* k = kp[i].second.data();
+      const T* q = qp[i].second.data();
+      ops::detail::parallel_for(kp[i].second.numel(), [&](index_t j) { k[j] = k[j] * mk + q[j] * mq; });
+    }
   }
 }
 

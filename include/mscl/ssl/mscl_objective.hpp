@@ -321,9 +321,14 @@ class mscl_objective : public nn::module<T, B> {
     const std::vector<index_t> perm = key_permutation(n, which);
     const tensor_t xc = x.is_contiguous() ? x : x.clone();
     const index_t per = xc.numel() / n;
-    tensor_t shuffled = tensor_t::empty(x.shape());
-    for (index_t i = 0; i < n; ++i)
-      std::copy_n(xc.data() + perm[std::size_t(i)] * per, per, shuffled.data() + i * per);
+    tensor_t shuffled;
+    if constexpr (std::is_same_v<B, cuda>) {
+      shuffled = backend::cuda_ops<B>::gather_rows(xc, perm);
+    } else {
+      shuffled = tensor_t::empty(x.shape());
+      for (index_t i = 0; i < n; ++i)
+        std::copy_n(xc.data() + perm[std::size_t(i)] * per, per, shuffled.data() + i * per);
+    }
     std::vector<tensor_t> parts;
     for (int s = 0; s < splits; ++s) {
       const index_t a = n * s / splits, b = n * (s + 1) / splits;
@@ -331,9 +336,15 @@ class mscl_objective : public nn::module<T, B> {
     }
     const tensor_t z = ops::cat(parts, 0);
     const index_t d = z.shape()[1];
-    tensor_t out = tensor_t::empty(z.shape());
-    for (index_t i = 0; i < n; ++i) std::copy_n(z.data() + i * d, d, out.data() + perm[std::size_t(i)] * d);
-    return out;
+    if constexpr (std::is_same_v<B, cuda>) {  // out[perm[i]] = z[i], as a gather by the inverse
+      std::vector<index_t> inverse(perm.size());
+      for (std::size_t i = 0; i < perm.size(); ++i) inverse[std::size_t(perm[i])] = index_t(i);
+      return backend::cuda_ops<B>::gather_rows(z, inverse);
+    } else {
+      tensor_t out = tensor_t::empty(z.shape());
+      for (index_t i = 0; i < n; ++i) std::copy_n(z.data() + i * d, d, out.data() + perm[std::size_t(i)] * d);
+      return out;
+    }
   }
 
   /// The shuffle of a key batch of n: a pure function of (seed, samples seen, which key).
@@ -361,9 +372,14 @@ class mscl_objective : public nn::module<T, B> {
     const tensor_t all = data_parallel.all_gather(x.is_contiguous() ? x : x.clone());
     const index_t n = all.shape()[0], per = all.numel() / n, first = index_t(data_parallel.rank) * nb;
     const std::vector<index_t> perm = key_permutation(n, which);
-    tensor_t mine = tensor_t::empty(x.shape());
-    for (index_t i = 0; i < nb; ++i)
-      std::copy_n(all.data() + perm[std::size_t(first + i)] * per, per, mine.data() + i * per);
+    tensor_t mine;
+    if constexpr (std::is_same_v<B, cuda>) {
+      mine = backend::cuda_ops<B>::gather_rows(all, std::vector<index_t>(perm.begin() + first, perm.begin() + first + nb));
+    } else {
+      mine = tensor_t::empty(x.shape());
+      for (index_t i = 0; i < nb; ++i)
+        std::copy_n(all.data() + perm[std::size_t(first + i)] * per, per, mine.data() + i * per);
+    }
     const int splits = std::max(1, std::min<int>(options_.key_bn_splits / data_parallel.world_size, int(nb / 2)));
     std::vector<tensor_t> parts;
     for (int s = 0; s < splits; ++s) {
@@ -372,12 +388,21 @@ class mscl_objective : public nn::module<T, B> {
     }
     const tensor_t z_all = data_parallel.all_gather(splits == 1 ? parts[0] : ops::cat(parts, 0));  // shuffled order
     const index_t d = z_all.shape()[1];
-    tensor_t out = tensor_t::empty({nb, d});
-    for (index_t j = 0; j < n; ++j) {  // shuffled position j holds global sample perm[j]
-      const index_t g = perm[std::size_t(j)];
-      if (g >= first && g < first + nb) std::copy_n(z_all.data() + j * d, d, out.data() + (g - first) * d);
+    if constexpr (std::is_same_v<B, cuda>) {
+      std::vector<index_t> source(std::size_t(nb), 0);  // row g − first comes from shuffled position j
+      for (index_t j = 0; j < n; ++j) {
+        const index_t g = perm[std::size_t(j)];
+        if (g >= first && g < first + nb) source[std::size_t(g - first)] = j;
+      }
+      return backend::cuda_ops<B>::gather_rows(z_all, source);
+    } else {
+      tensor_t out = tensor_t::empty({nb, d});
+      for (index_t j = 0; j < n; ++j) {  // shuffled position j holds global sample perm[j]
+        const index_t g = perm[std::size_t(j)];
+        if (g >= first && g < first + nb) std::copy_n(z_all.data() + j * d, d, out.data() + (g - first) * d);
+      }
+      return out;
     }
-    return out;
   }
 
   void check_batch(const mscl_batch<T, B>& b) const {

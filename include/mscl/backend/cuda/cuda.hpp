@@ -12,6 +12,7 @@
 ///   ops_basic.hpp         elementwise, reductions, cuBLAS GEMM, linear, losses, SGD, init
 ///   conv.hpp              cuDNN convolution with the per-shape algorithm cache
 ///   norm_pool.hpp         cuDNN batch-norm, pooling
+///   ssl.hpp               the MSCL objective's ops (InfoNCE, LMCL, queue, EMA, FRA), dropout, resize
 ///   *.cuh                 the kernels (nvcc only)
 /// Requirements: nvcc (CUDA 12+ / 13), cuDNN 9, cuBLAS; link mscl::cuda. See docs/cuda.md.
 #pragma once
@@ -21,6 +22,7 @@
 #include "norm_pool.hpp"
 #include "ops_basic.hpp"
 #include "runtime.hpp"
+#include "ssl.hpp"
 
 namespace mscl::backend {
 
@@ -28,7 +30,8 @@ template <>
 struct cuda_ops<mscl::cuda> : cuda_backend::memory_ops,
                               cuda_backend::basic_ops,
                               cuda_backend::conv_ops,
-                              cuda_backend::norm_pool_ops {};
+                              cuda_backend::norm_pool_ops,
+                              cuda_backend::ssl_ops {};
 
 }  // namespace mscl::backend
 
