@@ -360,24 +360,18 @@ int main(int argc, char** argv) {
     };
 
     // evaluation: RGB query backbone, eval_clips clips per video (evenly spread), centre crop
-    auto features = [&](const video_store& s) {
-      auto& net = *objective.rgb_q->backbone;
+    // Per-video features of a backbone: eval_clips clips per video (evenly spread), centre crop,
+    // averaged; `input(s, v, start)` makes the network's input clip (3×T×crop×crop).
+    auto backbone_features = [&](auto& net, const video_store& s, auto&& input) {
       mscl::no_grad guard;
       net.eval();
       std::vector<std::vector<double>> out(std::size_t(s.n));
-      const mscl::augment::normalize norm;
-      const int y0 = (s.h - a.crop) / 2, x0 = (s.w - a.crop) / 2;
       const int chunk = 64;
       for (int c = 0; c < a.eval_clips; ++c) {
         const int start = a.eval_clips == 1 ? max_start / 2 : int(double(max_start) * c / double(a.eval_clips - 1));
         for (int v0 = 0; v0 < s.n; v0 += chunk) {
           std::vector<tensor<float>> xs;
-          for (int v = v0; v < std::min(s.n, v0 + chunk); ++v) {
-            tensor<float> clip = rgb_clip(s, v, start, a.frames, a.stride);
-            clip = mscl::ops::contiguous(mscl::ops::slice(mscl::ops::slice(clip, 2, y0, y0 + a.crop), 3, x0, x0 + a.crop));
-            norm.apply({}, clip);
-            xs.push_back(clip);
-          }
+          for (int v = v0; v < std::min(s.n, v0 + chunk); ++v) xs.push_back(input(s, v, start));
           const tensor<float> f = net.features(stack_batch(xs));
           const index_t d = f.shape()[1];
           for (int v = v0; v < std::min(s.n, v0 + chunk); ++v) {
@@ -390,37 +384,28 @@ int main(int argc, char** argv) {
       net.train();
       return out;
     };
-    // the same protocol on the flow query backbone (colour-coded flow, centre crop)
-    auto flow_features = [&](const video_store& s) {
-      auto& net = *objective.flow_q->backbone;
-      mscl::no_grad guard;
-      net.eval();
-      std::vector<std::vector<double>> out(std::size_t(s.n));
-      const mscl::augment::flow_color_code coder(vo.flow_coding);
+    auto centre_crop = [&](const tensor<float>& clip, const video_store& s) {
       const int y0 = (s.h - a.crop) / 2, x0 = (s.w - a.crop) / 2;
-      const int chunk = 64;
-      for (int c = 0; c < a.eval_clips; ++c) {
-        const int start = a.eval_clips == 1 ? max_start / 2 : int(double(max_start) * c / double(a.eval_clips - 1));
-        for (int v0 = 0; v0 < s.n; v0 += chunk) {
-          std::vector<tensor<float>> xs;
-          for (int v = v0; v < std::min(s.n, v0 + chunk); ++v) {
-            tensor<float> f = mscl::ssl::normalize_flow_max_length(flow_clip(s, v, start, a.frames, a.stride));
-            f = mscl::ops::reshape(f, {2, a.frames, s.h, s.w});
-            f = mscl::ops::contiguous(mscl::ops::slice(mscl::ops::slice(f, 2, y0, y0 + a.crop), 3, x0, x0 + a.crop));
-            coder.apply_flow({}, f);
-            xs.push_back(f);
-          }
-          const tensor<float> f = net.features(stack_batch(xs));
-          const index_t d = f.shape()[1];
-          for (int v = v0; v < std::min(s.n, v0 + chunk); ++v) {
-            auto& row = out[std::size_t(v)];
-            row.resize(std::size_t(d), 0.0);
-            for (index_t k = 0; k < d; ++k) row[std::size_t(k)] += double(f.data()[index_t(v - v0) * d + k]) / a.eval_clips;
-          }
-        }
-      }
-      net.train();
-      return out;
+      return mscl::ops::contiguous(mscl::ops::slice(mscl::ops::slice(clip, 2, y0, y0 + a.crop), 3, x0, x0 + a.crop));
+    };
+    // the RGB query backbone (the evaluated model)
+    auto features = [&](const video_store& s) {
+      const mscl::augment::normalize norm;
+      return backbone_features(*objective.rgb_q->backbone, s, [&](const video_store& st, int v, int start) {
+        tensor<float> clip = centre_crop(rgb_clip(st, v, start, a.frames, a.stride), st);
+        norm.apply({}, clip);
+        return clip;
+      });
+    };
+    // the same protocol on the flow query backbone (colour-coded flow)
+    auto flow_features = [&](const video_store& s) {
+      const mscl::augment::flow_color_code coder(vo.flow_coding);
+      return backbone_features(*objective.flow_q->backbone, s, [&](const video_store& st, int v, int start) {
+        tensor<float> f = mscl::ssl::normalize_flow_max_length(flow_clip(st, v, start, a.frames, a.stride));
+        f = centre_crop(mscl::ops::reshape(f, {2, a.frames, st.h, st.w}), st);
+        coder.apply_flow({}, f);
+        return f;
+      });
     };
     auto evaluate = [&](long step, double elapsed) {
       const auto e0 = clock::now();

@@ -100,4 +100,26 @@ void broadcast_module_buffers(communicator& comm, const nn::module<T, B>& m, int
   broadcast_tensors(comm, module_state_tensors(m, false, true), root, "broadcast of the model buffers");
 }
 
+/// Prepares an optimiser's momentum buffers for a broadcast from rank 0 at the start of a run
+/// (resume on rank 0 only): every rank takes rank 0's layout (which buffers exist yet — SGD
+/// creates them lazily at the first step), allocates or drops its own accordingly, and appends
+/// the defined ones to `out`, so that one `broadcast_tensors` call can carry them with the rest
+/// of the state. `Optimizer` exposes `groups()` (each with `params`) and `momentum_buffers()`
+/// in the same order, as optim::sgd does.
+template <class Optimizer, class T, class B>
+void append_optimizer_state(communicator& comm, Optimizer& opt, std::vector<tensor<T, B>>& out) {
+  auto& bufs = opt.momentum_buffers();
+  std::vector<std::int64_t> defined(bufs.size());
+  for (std::size_t i = 0; i < bufs.size(); ++i) defined[i] = bufs[i].defined() ? 1 : 0;
+  comm.broadcast(defined.data(), defined.size(), 0, "broadcast of the optimiser layout");
+  std::size_t k = 0;
+  for (const auto& g : opt.groups())
+    for (const auto& p : g.params) {
+      if (defined[k] && !bufs[k].defined()) bufs[k] = tensor<T, B>::empty(p.shape());
+      if (!defined[k]) bufs[k] = tensor<T, B>();
+      if (defined[k]) out.push_back(bufs[k]);
+      ++k;
+    }
+}
+
 }  // namespace mscl::dist

@@ -372,18 +372,7 @@ void share_finetune_state(dist::communicator& comm, const video_classifier<T, B>
   comm.broadcast(&it, 1, 0, "broadcast of the iteration");
   start = long(it);
   std::vector<tensor<T, B>> ts = dist::module_state_tensors(clf, true, true);
-  auto& bufs = opt.momentum_buffers();
-  std::vector<std::int64_t> defined(bufs.size());
-  for (std::size_t i = 0; i < bufs.size(); ++i) defined[i] = bufs[i].defined() ? 1 : 0;
-  comm.broadcast(defined.data(), defined.size(), 0, "broadcast of the optimiser layout");
-  std::size_t k = 0;
-  for (const auto& g : opt.groups())
-    for (const auto& p : g.params) {
-      if (defined[k] && !bufs[k].defined()) bufs[k] = tensor<T, B>::empty(p.shape());
-      if (!defined[k]) bufs[k] = tensor<T, B>();
-      if (defined[k]) ts.push_back(bufs[k]);
-      ++k;
-    }
+  dist::append_optimizer_state(comm, opt, ts);
   dist::broadcast_tensors(comm, ts, 0, "broadcast of the fine-tuning state");
 }
 

@@ -158,18 +158,7 @@ void share_training_state(dist::communicator& comm, ssl::mscl_objective<T, B>& o
     qs.push_back(q->state());
     ts.push_back(qs.back().buffer);
   }
-  auto& bufs = opt.momentum_buffers();
-  std::vector<std::int64_t> defined(bufs.size());
-  for (std::size_t i = 0; i < bufs.size(); ++i) defined[i] = bufs[i].defined() ? 1 : 0;
-  comm.broadcast(defined.data(), defined.size(), 0, "broadcast of the optimiser layout");
-  std::size_t k = 0;
-  for (const auto& g : opt.groups())
-    for (const auto& p : g.params) {
-      if (defined[k] && !bufs[k].defined()) bufs[k] = tensor<T, B>::empty(p.shape());
-      if (!defined[k]) bufs[k] = tensor<T, B>();
-      if (defined[k]) ts.push_back(bufs[k]);
-      ++k;
-    }
+  dist::append_optimizer_state(comm, opt, ts);
   dist::broadcast_tensors(comm, ts, 0, "broadcast of the training state");
   for (std::size_t i = 0; i < queues.size(); ++i) {
     std::vector<std::int64_t> ages = qs[i].ages;
