@@ -18,12 +18,10 @@
 #include <fstream>
 #include <iostream>
 
+#include <mscl/dist/launch.hpp>
 #include <mscl/eval/classification.hpp>
 #include <mscl/eval/finetune.hpp>
 #include <mscl/train/config.hpp>
-#if defined(MSCL_WITH_MPI)
-#include <mscl/dist/mpi.hpp>
-#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -32,12 +30,6 @@ namespace {
 
 using mscl::train::json;
 
-/// Started by an MPI launcher? (Open MPI's mpirun, MPICH/Slurm PMI, PMIx.)
-bool launched_by_mpi() {
-  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"})
-    if (std::getenv(v)) return true;
-  return false;
-}
 
 json default_config() {
   return json{
@@ -110,8 +102,6 @@ int main(int argc, char** argv) {
         print_only = true;
       } else if (k == "--dist") {
         dist_mode = value();
-        MSCL_CHECK(dist_mode == "auto" || dist_mode == "mpi" || dist_mode == "none", mscl::config_error,
-                   "mscl-finetune: --dist expects auto, mpi or none, got '" << dist_mode << "'");
       } else if (k == "--dist-timeout") {
         dist_timeout = std::stod(value());
         MSCL_CHECK(dist_timeout > 0, mscl::config_error, "mscl-finetune: --dist-timeout must be positive");
@@ -119,15 +109,7 @@ int main(int argc, char** argv) {
         throw mscl::config_error("mscl-finetune: unknown option " + k + " (see --help)");
       }
     }
-    if (dist_mode == "mpi" || (dist_mode == "auto" && launched_by_mpi())) {
-#if defined(MSCL_WITH_MPI)
-      comm = std::make_shared<mscl::dist::mpi_communicator>(&argc, &argv, dist_timeout);
-#else
-      MSCL_CHECK(false, mscl::config_error,
-                 "mscl-finetune: started by an MPI launcher (or --dist mpi) but built without MPI; rebuild with "
-                 "libopenmpi-dev installed (MSCL_WITH_MPI)");
-#endif
-    }
+    comm = mscl::dist::communicator_for(dist_mode, &argc, &argv, dist_timeout, "mscl-finetune");
     const int rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
     const bool lead = rank == 0;
     if (print_only) {

@@ -17,24 +17,13 @@
 #include <iostream>
 #include <mscl/data/mscl_clip_source.hpp>
 #include <mscl/data/random_pair_source.hpp>
+#include <mscl/dist/launch.hpp>
 #include <mscl/mscl.hpp>
 #include <mscl/train/config.hpp>
 #include <mscl/train/pretrain.hpp>
-#if defined(MSCL_WITH_MPI)
-#include <mscl/dist/mpi.hpp>
-#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-
-namespace {
-/// Started by an MPI launcher? (Open MPI's mpirun, MPICH/Slurm PMI, PMIx.)
-bool launched_by_mpi() {
-  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"})
-    if (std::getenv(v)) return true;
-  return false;
-}
-}  // namespace
 
 int main(int argc, char** argv) {
   using mscl::train::json;
@@ -72,8 +61,6 @@ int main(int argc, char** argv) {
         print_only = true;
       } else if (k == "--dist") {
         dist_mode = value();
-        MSCL_CHECK(dist_mode == "auto" || dist_mode == "mpi" || dist_mode == "none", mscl::config_error,
-                   "mscl-pretrain: --dist expects auto, mpi or none, got '" << dist_mode << "'");
       } else if (k == "--dist-timeout") {
         dist_timeout = std::stod(value());
         MSCL_CHECK(dist_timeout > 0, mscl::config_error, "mscl-pretrain: --dist-timeout must be positive");
@@ -81,15 +68,7 @@ int main(int argc, char** argv) {
         throw mscl::config_error("mscl-pretrain: unknown option " + k + " (see --help)");
       }
     }
-    if (dist_mode == "mpi" || (dist_mode == "auto" && launched_by_mpi())) {
-#if defined(MSCL_WITH_MPI)
-      comm = std::make_shared<mscl::dist::mpi_communicator>(&argc, &argv, dist_timeout);
-#else
-      MSCL_CHECK(false, mscl::config_error,
-                 "mscl-pretrain: started by an MPI launcher (or --dist mpi) but built without MPI; rebuild with "
-                 "libopenmpi-dev installed (MSCL_WITH_MPI)");
-#endif
-    }
+    comm = mscl::dist::communicator_for(dist_mode, &argc, &argv, dist_timeout, "mscl-pretrain");
     const int rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
     const bool lead = rank == 0;
     if (print_only) {
