@@ -15,6 +15,8 @@ unless --no-tf32, which sets both False; eager mode, FP32 tensors. cudnn.benchma
 --heuristic-algos (mscl's default also times cuDNN's algorithms once per shape).
 Timing: torch.cuda.synchronize() before and after each step, perf_counter; median/min/max over
 --iters steps after --warmup steps. Prints one JSON line with the same keys as cuda_step_prog.
+The timed steps run between torch.cuda.profiler.start() and stop() (and in an NVTX range "timed"),
+like cuda_step_prog's, for ncu --profile-from-start off.
 """
 
 import argparse
@@ -61,6 +63,10 @@ def main():
     times = []
     for it in range(a.warmup + a.iters):
         torch.cuda.synchronize()
+        if it == a.warmup:
+            torch.cuda.profiler.start()
+        if it >= a.warmup:
+            torch.cuda.nvtx.range_push("timed")
         t0 = time.perf_counter()
         if a.mode == "forward":
             model.eval()
@@ -75,7 +81,9 @@ def main():
         torch.cuda.synchronize()
         ms = (time.perf_counter() - t0) * 1000.0
         if it >= a.warmup:
+            torch.cuda.nvtx.range_pop()
             times.append(ms)
+    torch.cuda.profiler.stop()
     med = statistics.median(times)
     print(json.dumps({
         "engine": "pytorch", "device": torch.cuda.get_device_name(0), "mode": a.mode, "arch": "r3d_18",

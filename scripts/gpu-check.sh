@@ -10,6 +10,7 @@
 #   scripts/gpu-check.sh --build-only                     # here
 #   run(command="scripts/gpu-check.sh --run-only", carry=["build-gpu/gpu-bundle"], timeout_s=480)
 # Environment: MSCL_GPU_BUILD_DIR (default build-gpu), MSCL_GPU_QUICK=1 (fewer timed iterations),
+# MSCL_GPU_PROFILE=1 (per-kernel times of one r3d_18 step of both engines with ncu),
 # PYTHON (default python3: the interpreter with torch + torchvision).
 #
 # Bars (issue 6): r3d_18 training-step throughput >= 1.0x PyTorch eager at the same precision;
@@ -42,6 +43,9 @@ if [[ $mode != run ]]; then
   cp "$build_dir/benchmarks/cuda_step_prog" "$bundle/"
   cp "$build_dir/cuda_flow_test" "$bundle/" 2>/dev/null || cp "$build_dir"/*/cuda_flow_test "$bundle/"
   cp "$build_dir/benchmarks/cuda_tvl1_prog" "$bundle/"
+  # OpenMP's runtime as a last resort for a GPU image without it (searched after the system's).
+  mkdir -p "$bundle/fallback-lib"
+  cp "$(ldd "$bundle/cuda_step_prog" | awk '/libgomp/ {print $3}')" "$bundle/fallback-lib/" 2>/dev/null || true
   echo "bundle: $bundle ($(du -sh "$bundle" | cut -f1))"
   [[ $mode == build ]] && exit 0
 fi
@@ -57,42 +61,85 @@ for s in $site; do
     for f in $(find "$s/nvidia" -name "$lib" 2>/dev/null); do libdirs="$libdirs:$(dirname "$f")"; done
   done
 done
-export LD_LIBRARY_PATH="$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export LD_LIBRARY_PATH="$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}:$PWD/$bundle/fallback-lib"
 missing=$(ldd "$bundle/cuda_step_prog" | grep "not found" || true)
+if [[ -n $missing ]]; then  # last resort: wherever the image keeps them
+  for lib in $(echo "$missing" | awk '{print $1}'); do
+    f=$(find /usr /opt -name "$lib" 2>/dev/null | head -1)
+    [[ -n $f ]] && LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$(dirname "$f")"
+  done
+  export LD_LIBRARY_PATH
+  missing=$(ldd "$bundle/cuda_step_prog" | grep "not found" || true)
+fi
 if [[ -n $missing ]]; then echo "gpu-check: missing shared libraries:"; echo "$missing"; exit 1; fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "(nvidia-smi unavailable)"
 
 results=$(mktemp -d)
-echo "== GPU tests (cuda vs cpu; docs/cuda.md has the tolerances)"
-"$bundle/cuda_backend_test" --durations yes 2>&1 | tee "$results/tests.log"
-test_rc=${PIPESTATUS[0]}
+# Where a device tool collects files ($OUT), everything this run wrote comes back as one archive.
+pack() { [[ -n ${OUT:-} && -d ${OUT:-} ]] && tar czf "$OUT/gpu-check-results.tgz" -C "$results" . 2>/dev/null; }
+trap pack EXIT
+# Each test case runs in its own process under a time limit: a sticky CUDA error or a hang in one
+# case cannot hide the verdicts of the others, and the log names the case that broke.
+run_cases() {  # binary, its source (Catch2's listing wraps long names, so they come from the source)
+  local bin=$1 src=$2 name escaped rc
+  while IFS= read -r name; do
+    escaped=$(printf '%s' "$name" | sed 's/[][,*\\]/\\&/g')
+    timeout 120 "$bin" "$escaped" --durations yes --warn NoTests </dev/null >"$results/case.log" 2>&1
+    rc=$?
+    cat "$results/case.log" >>"$results/tests.log"
+    if grep -q MSCL_CUDA_SKIP "$results/case.log"; then echo "SKIP  $name"; skipped=1
+    elif [[ $rc == 0 ]]; then echo "PASS  $name  ($(grep -o '^[0-9.]* s: ' "$results/case.log" | head -1 | tr -d ': '))"
+    else
+      echo "FAIL  $name  (exit $rc$([[ $rc == 124 ]] && echo ', timed out'))"; failed=$((failed + 1))
+      failed_cases+=("$bin|$escaped")
+      grep -v "^mscl 0.1.0" "$results/case.log" | grep -B2 -A12 -m3 "FAILED\|error\|Error\|what()" | head -40 | sed 's/^/      /'
+    fi
+  done < <(grep -o 'TEST_CASE("[^"]*"' "$src" | sed 's/^TEST_CASE("//; s/"$//')
+}
+failed=0; skipped=0; failed_cases=()
+echo "== GPU tests (cuda vs cpu; docs/cuda.md has the tolerances), one process per case"
+run_cases "$bundle/cuda_backend_test" tests/cuda/cuda_backend_test.cu
 echo "== CUDA TV-L1 tests (cuda vs cpu and ground truth)"
-"$bundle/cuda_flow_test" --durations yes 2>&1 | tee -a "$results/tests.log"
-[[ ${PIPESTATUS[0]} == 0 ]] || test_rc=1
-if grep -q MSCL_CUDA_SKIP "$results/tests.log"; then echo "gpu-check: tests SKIPPED (no usable GPU)"; test_rc=77; fi
+run_cases "$bundle/cuda_flow_test" tests/cuda/cuda_flow_test.cu
+test_rc=0
+[[ $failed != 0 ]] && test_rc=1
+[[ $skipped == 1 && $failed == 0 ]] && { echo "gpu-check: tests SKIPPED (no usable GPU)"; test_rc=77; }
 
 iters=10; warm=3
 [[ ${MSCL_GPU_QUICK:-0} == 1 ]] && { iters=4; warm=2; }
 bench() {  # name, then the common arguments
   local name=$1; shift
   echo "== $name"
-  timeout 150 "$bundle/cuda_step_prog" "$@" --iters $iters --warmup $warm >"$results/$name.mscl.json" 2>"$results/$name.mscl.err" \
+  timeout 100 "$bundle/cuda_step_prog" "$@" --iters $iters --warmup $warm >"$results/$name.mscl.json" 2>"$results/$name.mscl.err" \
     || { echo "mscl failed:"; cat "$results/$name.mscl.err"; }
-  timeout 150 "$py" benchmarks/peer_pytorch_gpu.py "$@" --iters $iters --warmup $warm >"$results/$name.torch.json" 2>"$results/$name.torch.err" \
+  timeout 100 "$py" benchmarks/peer_pytorch_gpu.py "$@" --iters $iters --warmup $warm >"$results/$name.torch.json" 2>"$results/$name.torch.err" \
     || { echo "pytorch failed:"; tail -3 "$results/$name.torch.err"; }
   cat "$results/$name.mscl.json" "$results/$name.torch.json" 2>/dev/null
 }
 bench r3d18_train_b32_tf32 --mode train --batch 32 --frames 8 --size 112
 bench r3d18_train_b32_fp32 --mode train --batch 32 --frames 8 --size 112 --no-tf32
 echo "== mscl_step_b32_tf32 (full MSCL step, queue 65536; no PyTorch peer)"
-timeout 240 "$bundle/cuda_step_prog" --mode mscl --batch 32 --frames 8 --size 112 --queue 65536 --iters $iters \
+timeout 150 "$bundle/cuda_step_prog" --mode mscl --batch 32 --frames 8 --size 112 --queue 65536 --iters $iters \
   --warmup $warm >"$results/mscl_step_b32_tf32.mscl.json" 2>"$results/mscl_step_b32_tf32.mscl.err" \
   || { echo "mscl step failed:"; tail -5 "$results/mscl_step_b32_tf32.mscl.err"; }
 cat "$results/mscl_step_b32_tf32.mscl.json" "$results/mscl_step_b32_tf32.mscl.err" 2>/dev/null
 echo "== tvl1_320x240 (CUDA TV-L1, batch 64; CPU TV-L1 on 4 pairs as the reference)"
-timeout 240 "$bundle/cuda_tvl1_prog" --pairs $(( iters * 64 )) >"$results/tvl1.json" 2>"$results/tvl1.err" \
+timeout 150 "$bundle/cuda_tvl1_prog" --pairs $(( iters * 64 )) >"$results/tvl1.json" 2>"$results/tvl1.err" \
   || { echo "tvl1 failed:"; tail -5 "$results/tvl1.err"; }
 cat "$results/tvl1.json" 2>/dev/null
+
+# A failed case gets one compute-sanitizer (memcheck) pass while the time allows: out-of-bounds
+# accesses and API errors are named by kernel, which a tolerance failure alone does not say.
+if (( ${#failed_cases[@]} > 0 )) && command -v compute-sanitizer >/dev/null; then
+  for entry in "${failed_cases[@]:0:3}"; do
+    (( $(date +%s) - t_start > ${MSCL_GPU_SANITIZE_UNTIL_S:-330} )) && { echo "(no time left for compute-sanitizer)"; break; }
+    echo "== compute-sanitizer memcheck: ${entry#*|}"
+    timeout 90 compute-sanitizer --tool memcheck --print-limit 20 "${entry%%|*}" "${entry#*|}" </dev/null \
+      >"$results/sanitizer.log" 2>&1
+    cat "$results/sanitizer.log" >>"$results/sanitizer-all.log"
+    grep -v "^mscl 0.1.0" "$results/sanitizer.log" | grep -A6 -m4 "=========\|FAILED" | head -30
+  done
+fi
 
 echo
 "$py" - "$results" "$test_rc" <<'EOF'
@@ -130,5 +177,40 @@ for r in rows:
 m = load(os.path.join(d, "r3d18_train_b32_tf32.mscl.json"))
 if m: print(f"device: {m['device']}")
 EOF
+# MSCL_GPU_PROFILE=1: where the time of one r3d_18 training step goes, per kernel, for both
+# engines under the same tool (ncu, one timed step each, kernels serialised; the sum of kernel
+# times against the step's wall time above separates GPU work from host overhead).
+if [[ ${MSCL_GPU_PROFILE:-0} == 1 ]] && command -v ncu >/dev/null; then
+  ncu_args=(--profile-from-start off --metrics gpu__time_duration.sum --clock-control none --csv --page raw --print-units base)
+  echo "== ncu: r3d_18 train step, batch 32, 8x112x112, TF32 (one step per engine)"
+  timeout 200 ncu "${ncu_args[@]}" --log-file "$results/ncu_mscl.csv" "$bundle/cuda_step_prog" --mode train --batch 32 \
+    --frames 8 --size 112 --iters 1 --warmup 2 >/dev/null 2>"$results/ncu_mscl.err" || tail -5 "$results/ncu_mscl.err"
+  timeout 200 ncu "${ncu_args[@]}" --log-file "$results/ncu_torch.csv" "$py" benchmarks/peer_pytorch_gpu.py --mode train \
+    --batch 32 --frames 8 --size 112 --iters 1 --warmup 2 >/dev/null 2>"$results/ncu_torch.err" || tail -5 "$results/ncu_torch.err"
+  "$py" - "$results" <<'EOF'
+import csv, os, re, sys, collections  # ncu --csv prints numbers with thousands separators
+d = sys.argv[1]
+def load(name):
+    p = os.path.join(d, name)
+    if not os.path.exists(p): return None
+    rows = [l for l in open(p, errors="replace") if l.startswith('"')]
+    if len(rows) < 3: return None
+    r = list(csv.DictReader(rows))[1:]  # the second row holds the units
+    out = collections.defaultdict(lambda: [0.0, 0])
+    for x in r:
+        k = re.sub(r"\(.*", "", x.get("Kernel Name", "?"))[:70]
+        try: t = float(x["gpu__time_duration.sum"].replace(",", ""))
+        except (KeyError, ValueError): continue
+        out[k][0] += t; out[k][1] += 1
+    return out
+for eng in ("mscl", "torch"):
+    k = load(f"ncu_{eng}.csv")
+    if not k: print(f"{eng}: no kernels profiled"); continue
+    tot = sum(v[0] for v in k.values()); n = sum(v[1] for v in k.values())
+    print(f"-- {eng}: {n} kernels, {tot/1e6:.2f} ms of kernel time")
+    for name, (t, c) in sorted(k.items(), key=lambda kv: -kv[1][0])[:18]:
+        print(f"   {t/1e6:8.3f} ms  {100*t/tot:5.1f}%  x{c:<4d} {name}")
+EOF
+fi
 echo "gpu-check: $(( $(date +%s) - t_start )) s"
 [[ $test_rc == 0 ]]

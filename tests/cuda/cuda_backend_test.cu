@@ -141,6 +141,31 @@ TEST_CASE("cuda elementwise and reductions match cpu (values and gradients)") {
   check_close(y.h.grad(), y.d.grad(), k_elem, k_elem, "grad y");
 }
 
+TEST_CASE("cuda vectorised and scalar elementwise loops give exactly the cpu values (aligned, offset views, tails)") {
+  REQUIRE_GPU_OR_SKIP();
+  // 4·k + 3 elements: the float4 loop plus a tail; rows 1.. of a [3, 1027] tensor start 1027
+  // floats in (not 16-byte aligned): the scalar loop. add, mul and relu are exact in IEEE float.
+  auto x = random_pair({3, 1027}, 70), y = random_pair({3, 1027}, 71);
+  for (const index_t row : {index_t(0), index_t(1)}) {
+    INFO("row " << row);
+    auto f = [&](auto a, auto b) {
+      using namespace mscl::ops;
+      auto ra = select(a, 0, row), rb = select(b, 0, row);  // contiguous views; row 1 is unaligned
+      return add(relu(mul(ra, rb)), relu(sub(ra, rb)));
+    };
+    const auto vc = f(x.h, y.h).to_vector(), vd = f(x.d, y.d).to_vector();
+    REQUIRE(vc.size() == vd.size());
+    std::size_t differ = 0;
+    for (std::size_t i = 0; i < vc.size(); ++i) differ += vc[i] == vd[i] ? 0 : 1;
+    CHECK(differ == 0);
+  }
+  auto lc = mscl::ops::sum(mscl::ops::relu(mscl::ops::add(x.h, y.h)));
+  auto ld = mscl::ops::sum(mscl::ops::relu(mscl::ops::add(x.d, y.d)));
+  lc.backward();
+  ld.backward();
+  check_close(x.h.grad(), x.d.grad(), 0, 0, "relu gradient (exact)");
+}
+
 TEST_CASE("cuda matmul, linear and losses match cpu") {
   REQUIRE_GPU_OR_SKIP();
   auto a = random_pair({6, 9}, 3), w = random_pair({5, 9}, 4), b = random_pair({5}, 5), m = random_pair({5, 4}, 6);
@@ -281,8 +306,11 @@ TEST_CASE("cuda full training step of r3d_tiny matches cpu (forward, CE, backwar
     REQUIRE(sc.size() == sd.size());
     for (std::size_t i = 0; i < sc.size(); ++i) check_close(sc[i].value, sd[i].value, 0, 0, "initial " + sc[i].name);
   }
-  auto clip = random_pair({2, 3, 4, 16, 16}, 60, false);
-  const std::vector<index_t> labels{3, 7};
+  // Batch 4 of 8×32×32 keeps layer4's batch norm over 16 values per channel: with 2 clips of
+  // 4×16×16 it normalises 2 values, and a 1e-7 relative change of the input alone moves the
+  // step-1 gradient norm by 0.3 % on the CPU (a float-chaos test, not a backend test).
+  auto clip = random_pair({4, 3, 8, 32, 32}, 60, false);
+  const std::vector<index_t> labels{3, 7, 1, 9};
   mscl::optim::sgd<float, cpu> opt_c(net_c.parameters(), {0.05, 0.9, 1e-4, false});
   mscl::optim::sgd<float, cuda> opt_d(net_d.parameters(), {0.05, 0.9, 1e-4, false});
   for (int step = 0; step < 2; ++step) {
@@ -473,7 +501,12 @@ mscl::ssl::mscl_options tiny_mscl_options() {
 }
 
 /// Two training steps of the objective on both backends from the same seed and inputs: loss
-/// terms, every parameter and buffer after SGD, the queues (buffer, ages, pointer).
+/// terms, every parameter and buffer after SGD, the queues (buffer, ages, pointer). Before the
+/// second step the device takes the CPU's model and queue state (the optimiser's momentum
+/// buffers stay the device's own): each step is checked from the same state, since with tiny
+/// encoders (batch norm over a few values, ReLU and max-pool ties) float rounding alone makes
+/// two CPU runs drift past any fixed tolerance within two steps — 1e-6 relative input changes
+/// give up to 20x the bound after step 1 on the CPU.
 void compare_mscl_steps(const mscl::ssl::mscl_options& o, std::uint64_t seed) {
   mscl::ssl::mscl_objective<float, cpu> oc(o);
   mscl::ssl::mscl_objective<float, cuda> od(o);
@@ -488,7 +521,7 @@ void compare_mscl_steps(const mscl::ssl::mscl_options& o, std::uint64_t seed) {
   mscl::ssl::mscl_batch<float, cpu> bc;
   mscl::ssl::mscl_batch<float, cuda> bd;
   auto in = [&](std::uint64_t s, tensor<cpu>& h, tensor<cuda>& d) {
-    auto p = random_pair({nb, 3, 8, 16, 16}, s, false);
+    auto p = random_pair({nb, 3, 8, 32, 32}, s, false);
     h = p.h;
     d = p.d;
   };
@@ -504,6 +537,15 @@ void compare_mscl_steps(const mscl::ssl::mscl_options& o, std::uint64_t seed) {
   mscl::optim::sgd<float, cuda> opt_d(od.trainable_parameters(), {0.05, 0.9, 1e-4, false});
   for (int step = 0; step < 2; ++step) {
     INFO("step " << step);
+    if (step > 0) {
+      mscl::copy_state(oc, od);
+      const auto resync = [](const auto& from, auto& to) {
+        const auto st = from.state();
+        to.load_state({mscl::to_device(st.buffer), st.ages, st.pointer});
+      };
+      resync(*oc.rgb_queue, *od.rgb_queue);
+      if (o.uses_flow()) resync(*oc.flow_queue, *od.flow_queue);
+    }
     mscl::ssl::mscl_step_stats sc, sd;
     auto lc = oc.forward(bc, &sc);
     auto ld = od.forward(bd, &sd);

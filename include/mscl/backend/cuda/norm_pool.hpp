@@ -107,7 +107,7 @@ struct norm_pool_ops {
       MSCL_CUDA_CHECK_LAUNCH();
     }
     if (relu) {
-      kernels::relu_inplace<<<grid_for(out.numel()), 256, 0, stream()>>>(out.data(), out.numel());
+      kernels::relu_inplace<<<grid_for(kernels::vector_work<T>(out.numel())), 256, 0, stream()>>>(out.data(), out.numel());
       MSCL_CUDA_CHECK_LAUNCH();
     }
 

@@ -33,7 +33,7 @@ dtensor<T> map_unary(const dtensor<T>& x, F f) {
   dtensor<T> out = dtensor<T>::empty(x.shape());
   const index_t n = out.numel();
   if (n > 0) {
-    kernels::map_unary<<<grid_for(n), 256, 0, stream()>>>(xc.data(), out.data(), n, f);
+    kernels::map_unary<<<grid_for(kernels::vector_work<T>(n)), 256, 0, stream()>>>(xc.data(), out.data(), n, f);
     MSCL_CUDA_CHECK_LAUNCH();
   }
   return out;
@@ -47,7 +47,7 @@ dtensor<T> map_binary(const dtensor<T>& x, const dtensor<T>& y, F f, const char*
   dtensor<T> out = dtensor<T>::empty(x.shape());
   const index_t n = out.numel();
   if (n > 0) {
-    kernels::map_binary<<<grid_for(n), 256, 0, stream()>>>(xc.data(), yc.data(), out.data(), n, f);
+    kernels::map_binary<<<grid_for(kernels::vector_work<T>(n)), 256, 0, stream()>>>(xc.data(), yc.data(), out.data(), n, f);
     MSCL_CUDA_CHECK_LAUNCH();
   }
   return out;
@@ -367,7 +367,7 @@ struct basic_ops {
     const dtensor<T> gc = detail::contiguous(g);
     const index_t n = acc.numel();
     if (n == 0) return;
-    kernels::add_inplace<<<grid_for(n), 256, 0, stream()>>>(acc.data(), gc.data(), n);
+    kernels::add_inplace<<<grid_for(kernels::vector_work<T>(n)), 256, 0, stream()>>>(acc.data(), gc.data(), n);
     MSCL_CUDA_CHECK_LAUNCH();
   }
 
