@@ -116,7 +116,14 @@ bench() {  # name, then the common arguments
     || { echo "pytorch failed:"; tail -3 "$results/$name.torch.err"; }
   cat "$results/$name.mscl.json" "$results/$name.torch.json" 2>/dev/null
 }
-bench r3d18_train_b32_tf32 --mode train --batch 32 --frames 8 --size 112
+MSCL_CUDNN_LOG=1 bench r3d18_train_b32_tf32 --mode train --batch 32 --frames 8 --size 112
+echo "   convolution choices (forward/backward x shapes): $(grep -c -- '-> engine' "$results/r3d18_train_b32_tf32.mscl.err") graph-API engines," \
+     "$(grep -c -- '-> legacy' "$results/r3d18_train_b32_tf32.mscl.err") legacy algorithms (MSCL_CUDNN_LOG lines in the archive)"
+echo "== r3d18_train_b32_tf32_legacy (MSCL_CUDNN_SEARCH=legacy: cudnnFind algorithms only)"
+MSCL_CUDNN_SEARCH=legacy timeout 100 "$bundle/cuda_step_prog" --mode train --batch 32 --frames 8 --size 112 --iters $iters \
+  --warmup $warm >"$results/r3d18_train_b32_tf32_legacy.mscl.json" 2>"$results/r3d18_train_b32_tf32_legacy.mscl.err" \
+  || { echo "mscl (legacy search) failed:"; tail -5 "$results/r3d18_train_b32_tf32_legacy.mscl.err"; }
+cat "$results/r3d18_train_b32_tf32_legacy.mscl.json" 2>/dev/null
 bench r3d18_train_b32_fp32 --mode train --batch 32 --frames 8 --size 112 --no-tf32
 echo "== mscl_step_b32_tf32 (full MSCL step, queue 65536; no PyTorch peer)"
 timeout 150 "$bundle/cuda_step_prog" --mode mscl --batch 32 --frames 8 --size 112 --queue 65536 --iters $iters \
@@ -158,6 +165,10 @@ for name, label in [("r3d18_train_b32_tf32", "r3d_18 train step, batch 32, 8x112
     ratio = (t["median_ms"] / m["median_ms"]) if (m and t) else None
     rows.append((label, f"{m['median_ms']:.1f} ms" if m else "failed", f"{t['median_ms']:.1f} ms" if t else "failed",
                  f"{ratio:.2f}x" if ratio else "-", ("PASS" if ratio >= 1.0 else "FAIL") if ratio else "-", ">= 1.0x"))
+m, t = load(os.path.join(d, "r3d18_train_b32_tf32_legacy.mscl.json")), load(os.path.join(d, "r3d18_train_b32_tf32.torch.json"))
+ratio = (t["median_ms"] / m["median_ms"]) if (m and t) else None
+rows.append(("r3d_18 TF32 step as above, legacy cuDNN search only", f"{m['median_ms']:.1f} ms" if m else "failed",
+             f"{t['median_ms']:.1f} ms" if t else "failed", f"{ratio:.2f}x" if ratio else "-", "-", "reported"))
 m = load(os.path.join(d, "mscl_step_b32_tf32.mscl.json"))
 rows.append(("full MSCL step, batch 32, 8x112x112, K 65536, TF32",
              f"{m['median_ms']:.1f} ms, {m['clips_per_s']:.1f} clips/s" if m else "failed", "-", "-", "-", "reported"))

@@ -9,14 +9,20 @@
 /// (cudnnFind*AlgorithmEx), otherwise by cuDNN's heuristics (cudnnGet*Algorithm_v7). Candidates
 /// needing more workspace than `settings().max_conv_workspace_bytes` (or than half the free
 /// device memory) are skipped. With TF32 disallowed the descriptors use CUDNN_FMA_MATH (no
-/// tensor-core rounding of float inputs).
+/// tensor-core rounding of float inputs). For float, the benchmark search also times the engines
+/// of cuDNN's graph API (conv_engines.hpp) against the legacy choice and keeps the faster one
+/// (`settings().search_graph_engines`).
 #pragma once
 #include <array>
 #include <map>
 #include <memory>
 #include <mutex>
 
+#include <cstdio>
+#include <cstdlib>
+
 #include "../../backend/cpu/conv.hpp"  // conv3d_geometry (the op's shape contract)
+#include "conv_engines.hpp"
 #include "ops_basic.hpp"
 
 namespace mscl::cuda_backend {
@@ -49,11 +55,21 @@ struct algo_choice {
   std::size_t workspace = 0;
 };
 
+/// The graph-API side of a direction's choice (float, benchmark mode): whether its best engine
+/// beat the legacy algorithm on the first call's buffers, and both times for the log.
+struct engine_choice {
+  bool use = false;
+  engine_plan plan;
+  double legacy_ms = -1, engine_ms = -1;
+  int candidates = 0;
+};
+
 struct conv_plan {
   cudnnTensorDescriptor_t x = nullptr, y = nullptr, bias = nullptr;
   cudnnFilterDescriptor_t w = nullptr;
   cudnnConvolutionDescriptor_t conv = nullptr;
   algo_choice fwd, bwd_data, bwd_filter;
+  engine_choice fwd_engine, bwd_data_engine, bwd_filter_engine;
   cudnnMathType_t base_math = CUDNN_DEFAULT_MATH;
 };
 
@@ -71,11 +87,12 @@ inline void set_5d(cudnnTensorDescriptor_t d, cudnnDataType_t type, std::array<i
 template <class T>
 conv_plan& plan_for(const backend::cpu_kernels::conv3d_geometry& g) {
   static std::mutex mutex;
-  static std::map<std::array<index_t, 18>, std::unique_ptr<conv_plan>> cache;
+  static std::map<std::array<index_t, 19>, std::unique_ptr<conv_plan>> cache;
   const bool tf32 = std::is_same_v<T, float> && settings().allow_tf32;
-  const std::array<index_t, 18> key{g.n,  g.c_in, g.t,  g.h,  g.w,  g.c_out, g.kt, g.kh, g.kw,
+  const std::array<index_t, 19> key{g.n,  g.c_in, g.t,  g.h,  g.w,  g.c_out, g.kt, g.kh, g.kw,
                                     g.st, g.sh,   g.sw, g.pt, g.ph, g.pw,    index_t(sizeof(T)), index_t(tf32),
-                                    index_t(settings().benchmark_conv_algorithms)};
+                                    index_t(settings().benchmark_conv_algorithms),
+                                    index_t(settings().search_graph_engines)};
   std::lock_guard<std::mutex> lock(mutex);
   auto& slot = cache[key];
   if (slot) return *slot;
@@ -131,6 +148,45 @@ algo_choice pick(const Perf* results, int count, std::size_t budget, const conv_
   return {};
 }
 
+/// After the legacy choice of a direction: times it and the graph API's engines on the same
+/// buffers and records whether an engine is faster. A failure of the graph API itself (not of
+/// one engine) is reported once on stderr and leaves the legacy algorithm in use.
+template <class T, class LegacyRun>
+void consider_engines(engine_choice& choice, const backend::cpu_kernels::conv3d_geometry& g, conv_direction dir,
+                      const conv_pointers& io, LegacyRun&& legacy_run) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (!settings().benchmark_conv_algorithms || !settings().search_graph_engines || !io.aligned()) return;
+    try {
+      choice.legacy_ms = time_on_stream([&] {
+        legacy_run();
+        return true;
+      });
+      const auto r = search_engines(g, dir, settings().allow_tf32, search_budget(), io,
+                                    [](std::size_t bytes) { return std::make_unique<workspace>(bytes); });
+      choice.candidates = r.candidates;
+      choice.engine_ms = r.ms;
+      if (r.ms >= 0 && r.ms < choice.legacy_ms) {
+        choice.use = true;
+        choice.plan = r.best;
+      }
+    } catch (const cuda_error& e) {
+      static bool reported = false;
+      if (!reported) {
+        std::fprintf(stderr, "mscl: cuDNN graph-API engine search unavailable (%s); using the legacy algorithms\n",
+                     e.what());
+        reported = true;
+      }
+      choice = engine_choice{};
+    }
+    if (std::getenv("MSCL_CUDNN_LOG"))
+      std::fprintf(stderr, "mscl conv %s %s: legacy %.3f ms, best of %d engines %.3f ms (engine %lld) -> %s\n",
+                   direction_name(dir), g.to_string().c_str(), choice.legacy_ms, choice.candidates, choice.engine_ms,
+                   static_cast<long long>(choice.plan.engine_index), choice.use ? "engine" : "legacy");
+  } else {
+    (void)choice, (void)g, (void)dir, (void)io, (void)legacy_run;
+  }
+}
+
 }  // namespace detail
 
 struct conv_ops {
@@ -174,6 +230,14 @@ struct conv_ops {
     auto& p = detail::plan_for<T>(g);
     cudnnHandle_t h = context().cudnn;
     const T one = T(1), zero = T(0);
+    const detail::conv_pointers io{(void*)x.data(), (void*)w.data(), (void*)y.data()};
+    const auto legacy = [&] {
+      MSCL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.fwd.math));
+      detail::workspace ws(p.fwd.workspace);
+      MSCL_CUDNN_CHECK(cudnnConvolutionForward(h, &one, p.x, x.data(), p.w, w.data(), p.conv,
+                                               cudnnConvolutionFwdAlgo_t(p.fwd.algo), ws.ptr, ws.bytes, &zero, p.y,
+                                               y.data()));
+    };
     if (!p.fwd.chosen) {
       int max_count = 0;
       MSCL_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &max_count));
@@ -189,12 +253,14 @@ struct conv_ops {
         MSCL_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, p.x, p.w, p.conv, p.y, max_count, &count, perf.data()));
       }
       p.fwd = detail::pick(perf.data(), count, budget, p, "forward", g);
+      detail::consider_engines<T>(p.fwd_engine, g, detail::conv_direction::forward, io, legacy);
     }
-    MSCL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.fwd.math));
-    detail::workspace ws(p.fwd.workspace);
-    MSCL_CUDNN_CHECK(cudnnConvolutionForward(h, &one, p.x, x.data(), p.w, w.data(), p.conv,
-                                             cudnnConvolutionFwdAlgo_t(p.fwd.algo), ws.ptr, ws.bytes, &zero, p.y,
-                                             y.data()));
+    if (p.fwd_engine.use && io.aligned()) {
+      detail::workspace ws(p.fwd_engine.plan.workspace);
+      MSCL_CUDNN_CHECK(detail::execute_plan(h, p.fwd_engine.plan, io, ws.ptr));
+    } else {
+      legacy();
+    }
     if (bias.defined()) {
       const dtensor<T> bc = detail::contiguous(bias);
       MSCL_CUDNN_CHECK(cudnnAddTensor(h, &one, p.bias, bc.data(), &one, p.y, y.data()));
@@ -207,6 +273,14 @@ struct conv_ops {
     auto& p = detail::plan_for<T>(g);
     cudnnHandle_t h = context().cudnn;
     const T one = T(1), zero = T(0);
+    const detail::conv_pointers io{(void*)gx.data(), (void*)w.data(), (void*)gy.data()};
+    const auto legacy = [&] {
+      MSCL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.bwd_data.math));
+      detail::workspace ws(p.bwd_data.workspace);
+      MSCL_CUDNN_CHECK(cudnnConvolutionBackwardData(h, &one, p.w, w.data(), p.y, gy.data(), p.conv,
+                                                    cudnnConvolutionBwdDataAlgo_t(p.bwd_data.algo), ws.ptr, ws.bytes,
+                                                    &zero, p.x, gx.data()));
+    };
     if (!p.bwd_data.chosen) {
       int max_count = 0;
       MSCL_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, &max_count));
@@ -224,12 +298,14 @@ struct conv_ops {
             cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p.w, p.y, p.conv, p.x, max_count, &count, perf.data()));
       }
       p.bwd_data = detail::pick(perf.data(), count, budget, p, "backward-data", g);
+      detail::consider_engines<T>(p.bwd_data_engine, g, detail::conv_direction::backward_data, io, legacy);
     }
-    MSCL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.bwd_data.math));
-    detail::workspace ws(p.bwd_data.workspace);
-    MSCL_CUDNN_CHECK(cudnnConvolutionBackwardData(h, &one, p.w, w.data(), p.y, gy.data(), p.conv,
-                                                  cudnnConvolutionBwdDataAlgo_t(p.bwd_data.algo), ws.ptr, ws.bytes,
-                                                  &zero, p.x, gx.data()));
+    if (p.bwd_data_engine.use && io.aligned()) {
+      detail::workspace ws(p.bwd_data_engine.plan.workspace);
+      MSCL_CUDNN_CHECK(detail::execute_plan(h, p.bwd_data_engine.plan, io, ws.ptr));
+    } else {
+      legacy();
+    }
   }
 
   template <class T>
@@ -238,6 +314,14 @@ struct conv_ops {
     auto& p = detail::plan_for<T>(g);
     cudnnHandle_t h = context().cudnn;
     const T one = T(1), zero = T(0);
+    const detail::conv_pointers io{(void*)x.data(), (void*)gw.data(), (void*)gy.data()};
+    const auto legacy = [&] {
+      MSCL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.bwd_filter.math));
+      detail::workspace ws(p.bwd_filter.workspace);
+      MSCL_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, &one, p.x, x.data(), p.y, gy.data(), p.conv,
+                                                      cudnnConvolutionBwdFilterAlgo_t(p.bwd_filter.algo), ws.ptr,
+                                                      ws.bytes, &zero, p.w, gw.data()));
+    };
     if (!p.bwd_filter.chosen) {
       int max_count = 0;
       MSCL_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, &max_count));
@@ -255,12 +339,14 @@ struct conv_ops {
             cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p.x, p.y, p.conv, p.w, max_count, &count, perf.data()));
       }
       p.bwd_filter = detail::pick(perf.data(), count, budget, p, "backward-filter", g);
+      detail::consider_engines<T>(p.bwd_filter_engine, g, detail::conv_direction::backward_filter, io, legacy);
     }
-    MSCL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.bwd_filter.math));
-    detail::workspace ws(p.bwd_filter.workspace);
-    MSCL_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, &one, p.x, x.data(), p.y, gy.data(), p.conv,
-                                                    cudnnConvolutionBwdFilterAlgo_t(p.bwd_filter.algo), ws.ptr,
-                                                    ws.bytes, &zero, p.w, gw.data()));
+    if (p.bwd_filter_engine.use && io.aligned()) {
+      detail::workspace ws(p.bwd_filter_engine.plan.workspace);
+      MSCL_CUDNN_CHECK(detail::execute_plan(h, p.bwd_filter_engine.plan, io, ws.ptr));
+    } else {
+      legacy();
+    }
   }
 
   template <class T>

@@ -11,6 +11,7 @@
 ///   memory.hpp            fill / copies / strided copies; to_device, to_host, copy_state
 ///   ops_basic.hpp         elementwise, reductions, cuBLAS GEMM, linear, losses, SGD, init
 ///   conv.hpp              cuDNN convolution with the per-shape algorithm cache
+///   conv_engines.hpp      cuDNN graph-API engine search that conv.hpp times against the legacy choice
 ///   norm_pool.hpp         cuDNN batch-norm, pooling
 ///   ssl.hpp               the MSCL objective's ops (InfoNCE, LMCL, queue, EMA, FRA), dropout, resize
 ///   *.cuh                 the kernels (nvcc only)

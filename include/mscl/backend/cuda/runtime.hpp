@@ -74,6 +74,14 @@ struct settings_t {
   bool benchmark_conv_algorithms = true;
   /// Largest workspace a convolution algorithm may use.
   std::size_t max_conv_workspace_bytes = std::size_t(1) << 30;
+  /// With benchmark_conv_algorithms, also time the engines of cuDNN's graph API (float only;
+  /// conv_engines.hpp) against the legacy search's choice and keep the faster. The environment
+  /// variable MSCL_CUDNN_SEARCH=legacy turns it off at start-up; MSCL_CUDNN_LOG=1 prints each
+  /// shape's choice to stderr.
+  bool search_graph_engines = [] {
+    const char* v = std::getenv("MSCL_CUDNN_SEARCH");
+    return !(v && std::string(v) == "legacy");
+  }();
 };
 
 inline settings_t& settings() {
