@@ -33,9 +33,10 @@ t_start=$(date +%s)
 
 if [[ $mode != run ]]; then
   echo "== build ($build_dir)"
+  mkdir -p "$build_dir"
   cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMSCL_WITH_CUDA=ON \
-        -DMSCL_BUILD_EXAMPLES=OFF -DMSCL_WITH_MPI=OFF >"$build_dir.configure.log" 2>&1 \
-    || { cat "$build_dir.configure.log"; echo "gpu-check: configure failed" >&2; exit 1; }
+        -DMSCL_BUILD_EXAMPLES=OFF -DMSCL_WITH_MPI=OFF >"$build_dir/configure.log" 2>&1 \
+    || { cat "$build_dir/configure.log"; echo "gpu-check: configure failed" >&2; exit 1; }
   cmake --build "$build_dir" --target cuda_backend_test cuda_step_prog cuda_flow_test cuda_tvl1_prog -j"$(nproc)" \
     || { echo "gpu-check: build failed" >&2; exit 1; }
   mkdir -p "$bundle"

@@ -49,7 +49,7 @@ struct naive_result {
 // loss = mean_i (log Σ_j exp(logit_ij) − logit_i0); correct if argmax_j logit_ij = 0 (first on ties).
 template <class T>
 naive_result naive_info_nce(const tensor<T>& q, const tensor<T>& k, const tensor<T>& bank, const tensor<T>& w,
-                            double tau, const tensor<T>& extra) {
+                            double tau, const tensor<T>& extra, index_t exclude_offset = -1) {
   const index_t n = q.shape()[0], d = q.shape()[1];
   const index_t K = bank.defined() ? bank.shape()[1] : 0, M = extra.defined() ? extra.shape()[0] : 0;
   naive_result r;
@@ -65,6 +65,7 @@ naive_result naive_info_nce(const tensor<T>& q, const tensor<T>& k, const tensor
       logits.push_back(dot / tau);
     }
     for (index_t m = 0; m < M; ++m) {
+      if (exclude_offset >= 0 && m == exclude_offset + i) continue;  // the query's own key
       long double dot = 0;
       for (index_t c = 0; c < d; ++c) dot += (long double)q.at({i, c}) * extra.at({m, c});
       logits.push_back(dot / tau);
@@ -227,6 +228,31 @@ TEST_CASE("info_nce keeps one B×(1+K) buffer for backward", "[ssl][info_nce][me
   CHECK(held <= logits_bytes + 4096);  // + the scalar loss
   r.loss.backward();
   REQUIRE(q.grad().shape() == shape_t{n, d});
+}
+
+TEST_CASE("info_nce excludes each query's own key among the extra negatives, also at an offset (keys of all ranks)", "[ssl][info_nce]") {
+  const index_t n = 4, d = 8, K = 11;
+  TD q = unit_rows<double>({n, d}, 21), bank = random_tensor<double>({d, K}, 23), w = random_tensor<double>({K}, 24, 0.5, 1.0);
+  TD all_keys = unit_rows<double>({3 * n, d}, 22);  // three "ranks" of n keys; this batch is rank 1
+  TD k = ops::slice(all_keys, 0, n, 2 * n).clone();
+  for (const index_t offset : {index_t(0), n, 2 * n}) {
+    INFO("offset " << offset);
+    TD own = offset == n ? k : ops::slice(all_keys, 0, offset, offset + n).clone();
+    const auto got = ssl::info_nce(q, own, bank, w, 0.1, all_keys, true, offset);
+    const auto ref = naive_info_nce(q, own, bank, w, 0.1, all_keys, offset);
+    REQUIRE(got.loss.item() == Approx(ref.loss).epsilon(1e-12));
+    REQUIRE(got.correct == ref.correct);
+  }
+  // The exclusion matters: without it the positive also appears among the negatives.
+  REQUIRE(std::abs(ssl::info_nce(q, k, bank, w, 0.1, all_keys, true, n).loss.item() -
+                   ssl::info_nce(q, k, bank, w, 0.1, all_keys).loss.item()) > 1e-3);
+  // Gradients of q through the offset exclusion (finite differences).
+  require_ok(testing::check_gradients<>(
+      [&](const std::vector<TD>& v) { return ssl::info_nce(v[0], k, bank, w, 0.1, all_keys, true, n).loss; }, {q}));
+  // Bad offsets name the range.
+  REQUIRE_THROWS_AS(ssl::info_nce(q, k, bank, w, 0.1, all_keys, true, 2 * n + 1), shape_error);
+  REQUIRE_THROWS_AS(ssl::info_nce(q, k, bank, w, 0.1, all_keys, true, -1), shape_error);
+  REQUIRE_THROWS_AS(ssl::info_nce(q, k, bank, w, 0.1, all_keys, false, n), value_error);
 }
 
 TEST_CASE("info_nce checks its inputs", "[ssl][info_nce][errors]") {

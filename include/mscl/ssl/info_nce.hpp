@@ -120,13 +120,17 @@ void nce_bank_grad(const T* dl, index_t n, index_t C, const T* bank, index_t d, 
 ///                        all ones. Constant.
 /// \param tau             temperature τ > 0.
 /// \param extra_negatives M×D extra negatives (undefined for none); gradient if it requires one.
-/// \param exclude_own_extra with M = B: row i ignores extra negative i (the current batch's keys
-///                          as negatives, without each query's own positive among them).
+/// \param exclude_own_extra row i ignores extra negative `own_extra_offset + i` (the current
+///                          batch's keys as negatives, without each query's own positive among
+///                          them); needs own_extra_offset + B <= M.
+/// \param own_extra_offset where this batch's keys start among the extra negatives: 0 when they
+///                          are the batch itself (M = B), rank · B when they are the keys of all
+///                          ranks in rank order (data parallelism, M = W · B).
 template <class T, class B>
 info_nce_output<T, B> info_nce(const tensor<T, B>& q, const tensor<T, B>& k_pos, const tensor<T, B>& bank,
                                const tensor<T, B>& bank_weights, double tau,
                                const tensor<T, B>& extra_negatives = tensor<T, B>(),
-                               bool exclude_own_extra = false) {
+                               bool exclude_own_extra = false, index_t own_extra_offset = 0) {
   using tensor_t = tensor<T, B>;
   using ops::detail::check_rank;
   check_rank(q, 2, "ssl::info_nce", "q (B×D)");
@@ -154,9 +158,12 @@ info_nce_output<T, B> info_nce(const tensor<T, B>& q, const tensor<T, B>& k_pos,
     MSCL_CHECK(extra_negatives.shape()[1] == d, shape_error,
                "ssl::info_nce: extra_negatives must be M×D with D = " << d << ", got " << to_string(extra_negatives.shape()));
     M = extra_negatives.shape()[0];
-    MSCL_CHECK(!exclude_own_extra || M == n, shape_error,
-               "ssl::info_nce: exclude_own_extra needs one extra negative per query (M = B = " << n << "), got M = " << M);
+    MSCL_CHECK(!exclude_own_extra || (own_extra_offset >= 0 && own_extra_offset + n <= M), shape_error,
+               "ssl::info_nce: exclude_own_extra needs the batch's " << n << " keys at extra negatives ["
+                   << own_extra_offset << ", " << own_extra_offset + n << "), but there are M = " << M);
   }
+  MSCL_CHECK(exclude_own_extra || own_extra_offset == 0, value_error,
+             "ssl::info_nce: own_extra_offset " << own_extra_offset << " given without exclude_own_extra");
   const bool recording = autograd::is_grad_enabled();
   MSCL_CHECK(!recording || (!bank.requires_grad() && !bank_weights.requires_grad()), value_error,
              "ssl::info_nce: the bank and its weights are constants (a queue gets no gradient); pass bank.detach() — "
@@ -164,7 +171,7 @@ info_nce_output<T, B> info_nce(const tensor<T, B>& q, const tensor<T, B>& k_pos,
 
   if constexpr (std::is_same_v<B, cuda>) {  // backend/cuda/ssl.hpp: the same op on the device
     const auto r = backend::cuda_ops<B>::info_nce(q, k_pos, bank, bank_weights, tau, extra_negatives,
-                                                  exclude_own_extra, K, M);
+                                                  exclude_own_extra ? own_extra_offset : index_t(-1), K, M);
     info_nce_output<T, B> result;
     result.loss = r.loss;
     result.correct = r.correct;
@@ -209,7 +216,7 @@ info_nce_output<T, B> info_nce(const tensor<T, B>& q, const tensor<T, B>& k_pos,
       else r.segment(1, K) *= inv_tau;
     }
     if (M > 0) r.segment(1 + K, M) *= inv_tau;
-    if (exclude_own_extra) row[1 + K + i] = -std::numeric_limits<T>::infinity();
+    if (exclude_own_extra) row[1 + K + own_extra_offset + i] = -std::numeric_limits<T>::infinity();
     const T neg_max = C > 1 ? r.segment(1, C - 1).maxCoeff() : -std::numeric_limits<T>::infinity();
     const T l0 = row[0];
     row_correct[std::size_t(i)] = l0 >= neg_max ? 1 : 0;

@@ -27,6 +27,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "../models/tpn_neck.hpp"
 #include "../models/video_resnet.hpp"
@@ -81,7 +83,8 @@ struct mscl_options {
   /// The current batch's keys (of the positive's modality, own positive excluded) join each
   /// term's negatives (§11 "batch keys among negatives"). Without them, keys fresh from the
   /// current key encoder could be told from the queue's older keys by the encoder's drift.
-  /// false = the release (queue negatives only).
+  /// With data parallelism these are the keys of all ranks (N_g = W·B, as one process with the
+  /// global batch would see). false = the release (queue negatives only).
   bool batch_keys_as_negatives = true;
   std::uint64_t seed = 0;
 
@@ -188,14 +191,25 @@ class mscl_objective : public nn::module<T, B> {
     check_batch(batch);
     const index_t nb = batch.rgb_q.shape()[0];
     const index_t ng = data_parallel.active() ? nb * data_parallel.world_size : nb;  // global batch N_g
-    auto all_keys = [&](const tensor_t& k) { return data_parallel.active() ? data_parallel.all_gather(k) : k; };
+    // The keys of all ranks in rank order (this rank's batch at rows rank·B …), gathered once
+    // per key tensor: for the enqueues and, with batch_keys_as_negatives, as the extra negatives
+    // of every term, so that W ranks × B see the same negatives as one process with W·B.
+    std::vector<std::pair<const void*, tensor_t>> gathered;
+    auto all_keys = [&](const tensor_t& k) -> tensor_t {
+      if (!data_parallel.active()) return k;
+      for (const auto& [id, g] : gathered)
+        if (id == k.data()) return g;
+      gathered.emplace_back(k.data(), data_parallel.all_gather(k));
+      return gathered.back().second;
+    };
+    const index_t own_keys_at = data_parallel.active() ? index_t(data_parallel.rank) * nb : 0;
     mscl_step_stats local;
     mscl_step_stats& st = stats ? *stats : local;
     st = mscl_step_stats{};
     const double tau = o.temperature;
     tensor_t total;
     auto nce = [&](const tensor_t& q, const tensor_t& k, const queue_snapshot<T, B>& bank) {
-      return o.batch_keys_as_negatives ? info_nce(q, k, bank.bank, bank.weights, tau, k, true)
+      return o.batch_keys_as_negatives ? info_nce(q, k, bank.bank, bank.weights, tau, all_keys(k), true, own_keys_at)
                                        : info_nce(q, k, bank.bank, bank.weights, tau);
     };
     const double motion_ramp = o.motion_warmup_samples > 0

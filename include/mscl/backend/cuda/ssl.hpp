@@ -121,11 +121,12 @@ struct ssl_ops {
   using grads = std::vector<dtensor<T>>;
 
   // ------------------------------------------------------------------ ssl::info_nce
-  /// The device body of ssl::info_nce (inputs already checked there; K, M as computed there).
+  /// The device body of ssl::info_nce (inputs already checked there; K, M as computed there;
+  /// own_extra_offset < 0: no exclusion, else row i ignores extra negative own_extra_offset + i).
   template <class T>
   static loss_and_correct<T> info_nce(const dtensor<T>& q, const dtensor<T>& k_pos, const dtensor<T>& bank,
                                       const dtensor<T>& bank_weights, double tau, const dtensor<T>& extra,
-                                      bool exclude_own_extra, index_t K, index_t M) {
+                                      index_t own_extra_offset, index_t K, index_t M) {
     using ssl_detail::contiguous;
     const index_t n = q.shape()[0], d = q.shape()[1], C = 1 + K + M;
     const T inv_tau = T(1.0 / tau);
@@ -140,7 +141,7 @@ struct ssl_ops {
     auto row_loss = ssl_detail::device_array<double>(std::size_t(n));
     auto row_correct = ssl_detail::device_array<int>(std::size_t(n));
     kernels::nce_rows<<<unsigned(n), 1024, 0, stream()>>>(L, qc.data(), kc.data(), wc.defined() ? wc.data() : nullptr,
-                                                          d, K, M, inv_tau, exclude_own_extra, row_loss.get(),
+                                                          d, K, M, inv_tau, own_extra_offset, row_loss.get(),
                                                           row_correct.get());
     MSCL_CUDA_CHECK_LAUNCH();
     loss_and_correct<T> result = ssl_detail::finish_rows<T>(row_loss, row_correct, n);

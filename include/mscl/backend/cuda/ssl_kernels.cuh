@@ -32,10 +32,11 @@ __device__ inline double exp_t(double a) { return ::exp(a); }
 
 /// One block per row i of the B×C logits buffer L (columns 1…K+M already hold the raw dot
 /// products). Same steps as the CPU row pass of ssl::info_nce: positive, 1/τ and age weights,
-/// own-extra exclusion, max, exp, double sum, loss; L's row becomes the softmax probabilities.
+/// own-extra exclusion (column 1 + K + own_extra_offset + i; none when the offset is negative),
+/// max, exp, double sum, loss; L's row becomes the softmax probabilities.
 template <class T>
 __global__ void nce_rows(T* __restrict__ L, const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ w,
-                         i64 d, i64 K, i64 M, T inv_tau, bool exclude_own_extra, double* __restrict__ row_loss,
+                         i64 d, i64 K, i64 M, T inv_tau, i64 own_extra_offset, double* __restrict__ row_loss,
                          int* __restrict__ row_correct) {
   __shared__ double shared[32];
   __shared__ double bcast;
@@ -52,7 +53,7 @@ __global__ void nce_rows(T* __restrict__ L, const T* __restrict__ q, const T* __
     T v = row[j];
     if (j <= K) v = mul_rn(v, w ? mul_rn(w[j - 1], inv_tau) : inv_tau);
     else v = mul_rn(v, inv_tau);
-    if (exclude_own_extra && j == 1 + K + i) v = T(-INFINITY);
+    if (own_extra_offset >= 0 && j == 1 + K + own_extra_offset + i) v = T(-INFINITY);
     row[j] = v;
     mx_neg = fmax(mx_neg, double(v));
   }
