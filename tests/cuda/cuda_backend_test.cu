@@ -18,6 +18,7 @@
 #include <iostream>
 #include <mscl/mscl.hpp>
 #include <mscl/ssl/mscl_objective.hpp>
+#include <mscl/testing/tiny_mscl.hpp>
 #include <string>
 #include <utility>
 #include <vector>
@@ -487,19 +488,6 @@ TEST_CASE("cuda nearest / trilinear 3-D resizing (the TPN neck) match cpu with g
 }
 
 namespace {
-mscl::ssl::mscl_options tiny_mscl_options() {
-  mscl::ssl::mscl_options o;  // every term on: flow MoCo, cross-modal, FRA, LMCL, batch keys
-  o.rgb_width = 2;
-  o.flow_width = 2;
-  o.neck_channels = 16;
-  o.embedding_dim = 8;
-  o.queue_size = 16;
-  o.temperature = 0.2;
-  o.momentum_samples = 1000;
-  o.seed = 11;
-  return o;
-}
-
 /// Two training steps of the objective on both backends from the same seed and inputs: loss
 /// terms, every parameter and buffer after SGD, the queues (buffer, ages, pointer). Before the
 /// second step the device takes the CPU's model and queue state (the optimiser's momentum
@@ -578,7 +566,7 @@ void compare_mscl_steps(const mscl::ssl::mscl_options& o, std::uint64_t seed) {
 
 TEST_CASE("cuda full MSCL training step matches cpu (all terms incl. FRA and LMCL, queues, SGD)") {
   REQUIRE_GPU_OR_SKIP();
-  compare_mscl_steps(tiny_mscl_options(), 100);
+  compare_mscl_steps(mscl::testing::tiny_mscl_options(), 100);
 }
 
 TEST_CASE("cuda MoCo-RGB configuration of the MSCL objective matches cpu") {

@@ -22,6 +22,7 @@
 #include <filesystem>
 
 #include <mscl/data/random_pair_source.hpp>
+#include <mscl/testing/tiny_mscl.hpp>
 #include <mscl/train/pretrain.hpp>
 #if defined(MSCL_WITH_JPEG) && MSCL_WITH_JPEG
 #include <mscl/eval/finetune.hpp>
@@ -43,9 +44,7 @@ std::shared_ptr<dist::mpi_communicator> world() {
 }
 
 ssl::mscl_options tiny(int key_bn_splits = 2, bool batch_keys_as_negatives = false) {
-  ssl::mscl_options o;
-  o.rgb_width = 2; o.flow_width = 2; o.neck_channels = 16; o.embedding_dim = 8; o.queue_size = 16;
-  o.temperature = 0.2; o.momentum_samples = 40; o.seed = 11;
+  ssl::mscl_options o = testing::tiny_mscl_options(/*momentum_samples=*/40);
   o.batch_keys_as_negatives = batch_keys_as_negatives;  // false: the release (queue-only negatives)
   o.key_bn_splits = key_bn_splits;
   return o;

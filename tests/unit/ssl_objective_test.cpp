@@ -9,6 +9,7 @@
 #include <mscl/data/random_pair_source.hpp>
 #include <mscl/mscl.hpp>
 #include <mscl/ssl/mscl_objective.hpp>
+#include <mscl/testing/tiny_mscl.hpp>
 #include <mscl/train/pretrain.hpp>
 #include <sys/wait.h>
 #include <thread>
@@ -17,18 +18,7 @@
 using namespace mscl;
 
 namespace {
-ssl::mscl_options tiny_options() {
-  ssl::mscl_options o;
-  o.rgb_width = 2;
-  o.flow_width = 2;
-  o.neck_channels = 16;
-  o.embedding_dim = 8;
-  o.queue_size = 16;
-  o.temperature = 0.2;
-  o.momentum_samples = 1000;
-  o.seed = 11;
-  return o;
-}
+ssl::mscl_options tiny_options() { return testing::tiny_mscl_options(); }
 
 template <class T>
 ssl::mscl_batch<T> tiny_batch(std::uint64_t seed, index_t size = 16) {

@@ -74,9 +74,15 @@ struct conv_pointers {
   }
 };
 
-/// A finalized execution plan and what running it needs.
+class conv_graph;
+
+/// A finalized execution plan and what running it needs. The engine configuration and the
+/// operation graph it was built from are kept alive with it (cuDNN documents no copy semantics
+/// for descriptors set as attributes).
 struct engine_plan {
   std::shared_ptr<backend_descriptor> plan;
+  std::shared_ptr<backend_descriptor> config;
+  std::shared_ptr<const conv_graph> graph;
   std::size_t workspace = 0;
   std::int64_t engine_index = -1;
 };
@@ -266,9 +272,9 @@ engine_search_result search_engines(const backend::cpu_kernels::conv3d_geometry&
                                     int max_candidates = 64) {
   engine_search_result result;
   cudnnHandle_t h = context().cudnn;
-  const conv_graph cg(g, dir, h);
-  auto configs = heuristic_configs(cg, CUDNN_HEUR_MODE_A);
-  for (auto& c : heuristic_configs(cg, CUDNN_HEUR_MODE_FALLBACK)) configs.push_back(std::move(c));
+  const auto cg = std::make_shared<const conv_graph>(g, dir, h);
+  auto configs = heuristic_configs(*cg, CUDNN_HEUR_MODE_A);
+  for (auto& c : heuristic_configs(*cg, CUDNN_HEUR_MODE_FALLBACK)) configs.push_back(std::move(c));
   for (const auto& cfg : configs) {
     if (result.candidates >= max_candidates) break;
     std::int64_t index = -1;
@@ -283,7 +289,7 @@ engine_search_result search_engines(const backend::cpu_kernels::conv3d_geometry&
             CUDNN_STATUS_SUCCESS ||
         ws < 0 || std::size_t(ws) > budget)
       continue;
-    engine_plan candidate{plan, std::size_t(ws), index};
+    engine_plan candidate{plan, cfg, cg, std::size_t(ws), index};
     auto scratch = workspace_of(candidate.workspace);
     const double ms = time_on_stream([&] { return execute_plan(h, candidate, io, scratch->ptr) == CUDNN_STATUS_SUCCESS; });
     cudaGetLastError();  // a failed engine must not leave a sticky launch error behind
