@@ -297,7 +297,10 @@ int main(int argc, char** argv) {
     const std::string tag = a.cache + "/c" + std::to_string(a.data.num_classes) + "_s" + std::to_string(a.data.seed) + "_m" +
                             std::to_string(int(a.data.motion_px * 100)) + "_";
     const video_store train = build_store(gen, 0, int(a.train), tag + "train" + std::to_string(a.train) + ".bin");
-    const video_store test = build_store(gen, a.train, int(a.test), tag + "test" + std::to_string(a.test) + ".bin");
+    // The test videos follow the training videos (indices train, train+1, ...): the cache name
+    // carries the first index, or another --train would load test videos that are training videos.
+    const video_store test = build_store(gen, a.train, int(a.test),
+                                         tag + "test" + std::to_string(a.test) + "_from" + std::to_string(a.train) + ".bin");
     std::vector<int> train_labels, test_labels;
     for (long i = 0; i < a.train; ++i) train_labels.push_back(gen.label_of(i));
     for (long i = 0; i < a.test; ++i) test_labels.push_back(gen.label_of(a.train + i));
