@@ -187,6 +187,18 @@ void consider_engines(engine_choice& choice, const backend::cpu_kernels::conv3d_
   }
 }
 
+/// Runs a direction with its chosen engine when one won the search and the call's pointers
+/// allow it, else with the legacy algorithm.
+template <class LegacyRun>
+void run_chosen(const engine_choice& choice, const conv_pointers& io, LegacyRun&& legacy_run) {
+  if (choice.use && io.aligned()) {
+    workspace ws(choice.plan.workspace);
+    MSCL_CUDNN_CHECK(execute_plan(context().cudnn, choice.plan, io, ws.ptr));
+  } else {
+    legacy_run();
+  }
+}
+
 }  // namespace detail
 
 struct conv_ops {
@@ -255,12 +267,7 @@ struct conv_ops {
       p.fwd = detail::pick(perf.data(), count, budget, p, "forward", g);
       detail::consider_engines<T>(p.fwd_engine, g, detail::conv_direction::forward, io, legacy);
     }
-    if (p.fwd_engine.use && io.aligned()) {
-      detail::workspace ws(p.fwd_engine.plan.workspace);
-      MSCL_CUDNN_CHECK(detail::execute_plan(h, p.fwd_engine.plan, io, ws.ptr));
-    } else {
-      legacy();
-    }
+    detail::run_chosen(p.fwd_engine, io, legacy);
     if (bias.defined()) {
       const dtensor<T> bc = detail::contiguous(bias);
       MSCL_CUDNN_CHECK(cudnnAddTensor(h, &one, p.bias, bc.data(), &one, p.y, y.data()));
@@ -300,12 +307,7 @@ struct conv_ops {
       p.bwd_data = detail::pick(perf.data(), count, budget, p, "backward-data", g);
       detail::consider_engines<T>(p.bwd_data_engine, g, detail::conv_direction::backward_data, io, legacy);
     }
-    if (p.bwd_data_engine.use && io.aligned()) {
-      detail::workspace ws(p.bwd_data_engine.plan.workspace);
-      MSCL_CUDNN_CHECK(detail::execute_plan(h, p.bwd_data_engine.plan, io, ws.ptr));
-    } else {
-      legacy();
-    }
+    detail::run_chosen(p.bwd_data_engine, io, legacy);
   }
 
   template <class T>
@@ -341,12 +343,7 @@ struct conv_ops {
       p.bwd_filter = detail::pick(perf.data(), count, budget, p, "backward-filter", g);
       detail::consider_engines<T>(p.bwd_filter_engine, g, detail::conv_direction::backward_filter, io, legacy);
     }
-    if (p.bwd_filter_engine.use && io.aligned()) {
-      detail::workspace ws(p.bwd_filter_engine.plan.workspace);
-      MSCL_CUDNN_CHECK(detail::execute_plan(h, p.bwd_filter_engine.plan, io, ws.ptr));
-    } else {
-      legacy();
-    }
+    detail::run_chosen(p.bwd_filter_engine, io, legacy);
   }
 
   template <class T>
