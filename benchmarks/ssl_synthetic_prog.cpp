@@ -61,7 +61,8 @@ const char* usage =
     "  data:  --classes 6 --train 1200 --test 240 --data-seed 0 --motion 2.0\n"
     "  clip:  --frames 8 --stride 2 --crop 32 --same-clip (q and k from one clip)\n"
     "  obj:   --rgb-width 16 --rgb-depth 10 --flow-width 8 --dim 64 --queue 512 --tau 0.1 --m 0.99\n"
-    "         --w name=value (w_rgb w_flow w_flow_aug w_mx w_mx_r w_mx_aug w_mx_r_aug w_pos)\n"
+    "         --w name=value (w_rgb w_flow w_flow_aug w_mx w_mx_r w_mx_aug w_mx_r_aug w_pos w_distill)\n"
+    "         --motion-warmup 0 --distill-fade 0 (samples)\n"
     "         --no-lmcl --no-fra --no-mx --no-flow-moco --bn-splits 2 --no-batch-keys\n"
     "  train: --batch 32 --steps 300 --lr 0.05 --wd 1e-4 --warmup 10 --budget-s 0 --seed 0\n"
     "         --jitter-p 0.8 --grey-p 0.2 --blur-p 0 --area-lo 0.3 --threads 2 --eval-every 0\n"
@@ -114,6 +115,7 @@ args_t parse(int argc, char** argv) {
     else if (k == "--m") a.obj.fixed_momentum_value = std::stod(v);
     else if (k == "--bn-splits") a.obj.key_bn_splits = std::stoi(v);
     else if (k == "--motion-warmup") a.obj.motion_warmup_samples = std::stoll(v);
+    else if (k == "--distill-fade") a.obj.distill_fade_samples = std::stoll(v);
     else if (k == "--w") {
       const auto eq = v.find('=');
       MSCL_CHECK(eq != std::string::npos, mscl::config_error, "--w needs name=value");
@@ -123,6 +125,7 @@ args_t parse(int argc, char** argv) {
       if (n == "w_rgb") o.w_rgb = x; else if (n == "w_flow") o.w_flow = x; else if (n == "w_flow_aug") o.w_flow_aug = x;
       else if (n == "w_mx") o.w_mx = x; else if (n == "w_mx_r") o.w_mx_r = x; else if (n == "w_mx_aug") o.w_mx_aug = x;
       else if (n == "w_mx_r_aug") o.w_mx_r_aug = x; else if (n == "w_pos") o.w_pos = x;
+      else if (n == "w_distill") o.w_distill = x;
       else throw mscl::config_error("unknown weight " + n);
     } else if (k == "--batch") a.batch = std::stol(v);
     else if (k == "--steps") a.steps = std::stol(v);

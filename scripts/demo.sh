@@ -14,7 +14,9 @@
 #
 # Every stage skips work that is already done (rerun after an interruption to continue).
 # Options: --seeds 0,1,2 (default 0; the bar is stated over 3 seeds), --budget SECONDS (pretraining
-# budget per objective, default 420), --out DIR (default runs/demo), --threads N (default: cores).
+# budget per objective, default 420), --out DIR (default runs/demo), --threads N (default: cores),
+# --mscl-set KEY=VALUE (repeatable: overrides a key of configs/demo_mscl.json for the MSCL run only,
+# e.g. --mscl-set w_mx=1 for the released loss weights; the baseline is unaffected).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,12 +24,14 @@ seeds=0
 budget=420
 out=runs/demo
 threads=$(nproc)
+mscl_sets=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     --seeds) seeds=$2; shift 2 ;;
     --budget) budget=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
+    --mscl-set) mscl_sets+=(--set "$2"); shift 2 ;;
     -h|--help) sed -n 2,19p "$0"; exit 0 ;;
     *) echo "demo.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -74,7 +78,7 @@ retrieve=(--root "$data" --depth 10 --width 16 --clips 4 --centering per-set --l
 for seed in ${seeds//,/ }; do
   sd=$out/seed$seed
   stage "4/7 pretrain MSCL, seed $seed, budget ${budget}s -> $sd/mscl"
-  "$bin/mscl-pretrain" "${common[@]}" --set seed="$seed" --out "$sd/mscl" --resume
+  "$bin/mscl-pretrain" "${common[@]}" "${mscl_sets[@]}" --set seed="$seed" --out "$sd/mscl" --resume
   stage "4/7 pretrain MoCo-RGB, seed $seed, budget ${budget}s -> $sd/moco"
   "$bin/mscl-pretrain" "${common[@]}" "${moco[@]}" --set seed="$seed" --out "$sd/moco" --resume
   stage "5/7 retrieval + linear probe, seed $seed"

@@ -3,6 +3,7 @@
 // compatibility switches, non-finite detection, and exact resume after SIGKILL.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -41,7 +42,7 @@ std::string tmp_dir(const std::string& name) {
 
 TEST_CASE("every MSCL loss term has correct gradients through the heads (double)", "[ssl][grad]") {
   const char* terms[] = {"loss_cls", "loss_cls_flow", "loss_cls_flow_aug", "loss_cls_mx",
-                         "loss_cls_mx_r", "loss_cls_mx_aug", "loss_cls_mx_r_aug", "loss_pos"};
+                         "loss_cls_mx_r", "loss_cls_mx_aug", "loss_cls_mx_r_aug", "loss_pos", "loss_distill"};
   for (const char* term : terms) {
     DYNAMIC_SECTION(term) {
       auto o = tiny_options();
@@ -49,7 +50,7 @@ TEST_CASE("every MSCL loss term has correct gradients through the heads (double)
       const std::string t = term;
       (t == "loss_cls" ? o.w_rgb : t == "loss_cls_flow" ? o.w_flow : t == "loss_cls_flow_aug" ? o.w_flow_aug
        : t == "loss_cls_mx" ? o.w_mx : t == "loss_cls_mx_r" ? o.w_mx_r : t == "loss_cls_mx_aug" ? o.w_mx_aug
-       : t == "loss_cls_mx_r_aug" ? o.w_mx_r_aug : o.w_pos) = 1.0;
+       : t == "loss_cls_mx_r_aug" ? o.w_mx_r_aug : t == "loss_pos" ? o.w_pos : o.w_distill) = 1.0;
       ssl::mscl_objective<double> obj(o);
       const auto batch = tiny_batch<double>(5);
       // Fill the queues with real keys once so the banks are not just the random init.
@@ -61,8 +62,12 @@ TEST_CASE("every MSCL loss term has correct gradients through the heads (double)
       // Every term's gradient reaches a different subset of tensors; probe at most 14 of those
       // that received one, spread over the whole list (time: each probe is two forwards).
       std::vector<std::pair<std::string, tensor<double>>> with_grad;
-      for (auto& [name, p] : obj.named_parameters())
+      for (auto& [name, p] : obj.named_parameters()) {
+        // The distillation target is the flow query's features under stop-gradient, so finite
+        // differences through flow_q differ from the gradient by design (tested separately).
+        if (t == "loss_distill" && name.rfind("flow_q.", 0) == 0) continue;
         if (p.requires_grad() && p.grad().defined()) with_grad.push_back({name, p});
+      }
       const std::size_t stride = std::max<std::size_t>(1, with_grad.size() / 14);
       for (std::size_t t = 0; t < with_grad.size(); t += stride) {
         auto& [name, p] = with_grad[t];
@@ -90,6 +95,67 @@ TEST_CASE("every MSCL loss term has correct gradients through the heads (double)
       REQUIRE(nonzero > 0);
     }
   }
+}
+
+TEST_CASE("experimental distillation curriculum: 2 - 2 cos against the batch-centred flow features, fading out", "[ssl]") {
+  auto o = tiny_options();
+  o.w_rgb = o.w_flow = o.w_flow_aug = o.w_mx = o.w_mx_r = o.w_mx_aug = o.w_mx_r_aug = o.w_pos = 0;
+  o.w_distill = 0.5;
+  o.distill_fade_samples = 4;  // batches of 2: weight 0.5, 0.25, then 0
+  ssl::mscl_objective<double> obj(o);
+  REQUIRE(obj.distill != nullptr);
+  {
+    const auto params = obj.named_parameters();
+    REQUIRE(std::count_if(params.begin(), params.end(), [](const auto& kv) { return kv.first == "distill.0.weight"; }) == 1);
+  }
+  const auto batch = tiny_batch<double>(3);
+  // The loss by hand from the parts: predictor(RGB pooled features) against the flow query
+  // backbone's pooled features of the same clip.
+  double expected;
+  {
+    no_grad g;
+    const auto p = obj.distill->forward(obj.rgb_q->backbone->features(batch.rgb_q));
+    const auto f = obj.flow_q->backbone->features(batch.flow_q);
+    const index_t n = p.shape()[0], d = p.shape()[1];
+    std::vector<double> mean(std::size_t(d), 0.0);  // the target is centred over the batch
+    for (index_t i = 0; i < n; ++i)
+      for (index_t k = 0; k < d; ++k) mean[std::size_t(k)] += f.data()[i * d + k] / double(n);
+    double cos_sum = 0;
+    for (index_t i = 0; i < n; ++i) {
+      double dot = 0, ff = 0;
+      for (index_t k = 0; k < d; ++k) {
+        const double c = f.data()[i * d + k] - mean[std::size_t(k)];
+        dot += p.data()[i * d + k] * c;
+        ff += c * c;
+      }
+      cos_sum += dot / std::sqrt(ff);  // p is already unit length
+    }
+    expected = 2.0 - 2.0 * cos_sum / double(n);
+  }
+  // The target is stop-gradient: the term trains the RGB encoder and the predictor only.
+  obj.zero_grad();
+  obj.forward(batch, nullptr, false).backward();
+  double rgb_grad = 0;
+  for (auto& [name, p] : obj.named_parameters()) {
+    const double g2 = p.grad().defined() ? ops::sum(ops::square(p.grad())).item() : 0.0;
+    INFO(name);
+    if (name.rfind("flow_q.", 0) == 0) REQUIRE(g2 == 0.0);
+    if (name.rfind("rgb_q.backbone.", 0) == 0) rgb_grad += g2;
+  }
+  REQUIRE(rgb_grad > 0);
+  // The weight fades with the samples seen (0, 2, 4 before each step): 0.5, 0.25, 0.
+  const double weights[] = {0.5, 0.25, 0.0};
+  for (int step = 0; step < 3; ++step) {
+    ssl::mscl_step_stats st;
+    no_grad g;
+    const double total = obj.forward(batch, &st, true).item();
+    if (step == 0) REQUIRE(st.losses.at("loss_distill") == Approx(expected).epsilon(1e-9));
+    // the other terms have weight 0, so the total is the weighted term up to its constant 2·w
+    INFO("step " << step);
+    REQUIRE(total == Approx(weights[step] * (st.losses.at("loss_distill") - 2.0)).margin(1e-12));
+  }
+  REQUIRE_THROWS_WITH(ssl::mscl_objective<double>([] { auto m = ssl::mscl_options::moco_rgb(); m.w_distill = 1; return m; }()),
+                      Catch::Contains("needs the flow branch"));
 }
 
 TEST_CASE("ablation switches: the MoCo-RGB baseline is the same objective with motion parts off", "[ssl]") {

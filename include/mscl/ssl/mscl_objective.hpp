@@ -72,6 +72,14 @@ struct mscl_options {
   /// (RGB MoCo loss stuck at ln(K+B), docs/demo.md). The intra-modal terms shape both encoders
   /// first.
   std::int64_t motion_warmup_samples = 0;
+  /// Experimental, not in the paper or the release (0 = off, the default): a flow-feature
+  /// distillation curriculum. A predictor MLP maps the RGB query backbone's pooled features onto
+  /// the flow query backbone's pooled features of the same clip, centred over the batch
+  /// (stop-gradient target), loss 2 − 2·cos, weight w_distill fading linearly to 0 over distill_fade_samples (0 = constant).
+  /// Why: at small scale the RGB→flow InfoNCE terms need ~1000 steps to leave chance
+  /// (docs/demo.md); this asks whether a denser target speeds that transfer up.
+  double w_distill = 0;
+  std::int64_t distill_fade_samples = 0;
   // ---- compatibility with the released code (§11)
   bool official_double_flow_ema = false;  ///< A3
   bool official_bank_order = false;       ///< A4
@@ -123,6 +131,11 @@ class embedding_encoder : public nn::module<T, B> {
   tensor<T, B> forward(const tensor<T, B>& x, models::video_resnet_taps<T, B>* taps = nullptr) {
     return mlp->forward(backbone->features(x, taps));
   }
+  /// The same, also returning the pooled backbone features (before the MLP) in `pooled`.
+  tensor<T, B> forward(const tensor<T, B>& x, models::video_resnet_taps<T, B>* taps, tensor<T, B>& pooled) {
+    pooled = backbone->features(x, taps);
+    return mlp->forward(pooled);
+  }
   std::shared_ptr<Backbone> backbone;
   std::shared_ptr<projection_head<T, B>> mlp;
 };
@@ -164,6 +177,15 @@ class mscl_objective : public nn::module<T, B> {
       copy_module_state(*flow_k, *flow_q);
       flow_k->set_requires_grad(false);
       flow_queue = std::make_unique<memory_queue<T, B>>(o.embedding_dim, o.queue_size, qgen);
+    }
+    MSCL_CHECK(o.w_distill >= 0 && o.distill_fade_samples >= 0, value_error,
+               "mscl_objective: w_distill and distill_fade_samples must be >= 0, got " << o.w_distill << " and "
+                                                                                      << o.distill_fade_samples);
+    if (o.w_distill > 0) {
+      MSCL_CHECK(o.uses_flow(), value_error, "mscl_objective: w_distill > 0 needs the flow branch (its target)");
+      generator dgen(o.seed + 9);
+      const index_t fr = rgb_q->backbone->feature_dim(), ff = flow_q->backbone->feature_dim();
+      distill = this->register_module("distill", std::make_shared<projection_head<T, B>>(fr, fr, ff, dgen, true));
     }
   }
 
@@ -224,7 +246,8 @@ class mscl_objective : public nn::module<T, B> {
 
     // ---------------- RGB MoCo (§1.5 step 2)
     models::video_resnet_taps<T, B> rgb_taps;
-    tensor_t zq_r = rgb_q->forward(batch.rgb_q, o.lmcl ? &rgb_taps : nullptr);
+    tensor_t h_r;  // pooled RGB query features (for the distillation curriculum)
+    tensor_t zq_r = rgb_q->forward(batch.rgb_q, o.lmcl ? &rgb_taps : nullptr, h_r);
     st.momentum_rgb = momentum_at(n_seen_rgb_);
     tensor_t zk_r;
     {
@@ -239,7 +262,23 @@ class mscl_objective : public nn::module<T, B> {
     tensor_t zk_f, zk_a;
     if (o.uses_flow()) {
       models::video_resnet_taps<T, B> flow_taps, aug_taps;
-      tensor_t zq_f = flow_q->forward(batch.flow_q, o.lmcl ? &flow_taps : nullptr);
+      tensor_t h_f;
+      tensor_t zq_f = flow_q->forward(batch.flow_q, o.lmcl ? &flow_taps : nullptr, h_f);
+      if (distill) {  // experimental curriculum (mscl_options::w_distill): RGB features predict flow features
+        const double fade = o.distill_fade_samples > 0
+                                ? std::max(0.0, 1.0 - double(n_seen_rgb_) / double(o.distill_fade_samples))
+                                : 1.0;
+        // Centred over the batch: the pooled features come out of ReLUs and share a large mean
+        // direction, which a constant prediction would match (cos ≈ 0.85 at step 30, measured);
+        // only the variation between clips carries motion information.
+        const tensor_t hf = h_f.detach();
+        const tensor_t batch_mean = ops::mean(hf, 0, true);
+        const tensor_t target = ops::l2_normalize(
+            ops::sub(hf, ops::cat(std::vector<tensor_t>(std::size_t(hf.shape()[0]), batch_mean), 0)), 1);
+        const tensor_t mean_cos = ops::mean(ops::sum(ops::mul(distill->forward(h_r), target), 1));
+        st.losses["loss_distill"] = 2.0 - 2.0 * double(mean_cos.item());
+        if (fade > 0) total = ops::add(total, ops::scale(mean_cos, T(-2.0 * o.w_distill * fade)));
+      }
       st.momentum_flow = momentum_at(n_seen_flow_);
       {
         no_grad guard;
@@ -310,6 +349,7 @@ class mscl_objective : public nn::module<T, B> {
   std::shared_ptr<rgb_encoder> rgb_q, rgb_k;
   std::shared_ptr<flow_encoder> flow_q, flow_k;
   std::shared_ptr<models::tpn_neck<T, B>> neck;
+  std::shared_ptr<projection_head<T, B>> distill;  ///< only with w_distill > 0
   std::unique_ptr<memory_queue<T, B>> rgb_queue, flow_queue;
 
   /// Data parallelism (set by train::pretrain from a dist::communicator; default: one process).

@@ -30,6 +30,7 @@ inline json default_pretrain_config() {
       {"w_rgb", m.w_rgb}, {"w_flow", m.w_flow}, {"w_flow_aug", m.w_flow_aug}, {"w_mx", m.w_mx}, {"w_mx_r", m.w_mx_r},
       {"w_mx_aug", m.w_mx_aug}, {"w_mx_r_aug", m.w_mx_r_aug}, {"w_pos", m.w_pos},
       {"motion_warmup_samples", m.motion_warmup_samples},
+      {"w_distill", m.w_distill}, {"distill_fade_samples", m.distill_fade_samples},
       {"official_double_flow_ema", m.official_double_flow_ema}, {"official_bank_order", m.official_bank_order},
       {"key_bn_splits", m.key_bn_splits}, {"batch_keys_as_negatives", m.batch_keys_as_negatives}, {"seed", m.seed},
       // optimisation
@@ -100,6 +101,7 @@ inline ssl::mscl_options objective_options(const json& c) {
   m.w_rgb = c.at("w_rgb"); m.w_flow = c.at("w_flow"); m.w_flow_aug = c.at("w_flow_aug"); m.w_mx = c.at("w_mx");
   m.w_mx_r = c.at("w_mx_r"); m.w_mx_aug = c.at("w_mx_aug"); m.w_mx_r_aug = c.at("w_mx_r_aug"); m.w_pos = c.at("w_pos");
   m.motion_warmup_samples = c.at("motion_warmup_samples");
+  m.w_distill = c.at("w_distill"); m.distill_fade_samples = c.at("distill_fade_samples");
   m.official_double_flow_ema = c.at("official_double_flow_ema");
   m.official_bank_order = c.at("official_bank_order");
   m.key_bn_splits = c.at("key_bn_splits");
