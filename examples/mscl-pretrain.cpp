@@ -113,6 +113,7 @@ int main(int argc, char** argv) {
       co.with_flow = mopts.uses_flow(); co.fra = mopts.fra;
       co.official_literal_flow_views = cfg.at("official_literal_flow_views");
       co.flip = cfg.at("flip"); co.flip_negates_flow = cfg.at("flip_negates_flow"); co.color_aug = cfg.at("color_aug");
+      co.blur_p = cfg.at("blur_p");
       co.normalize_rgb = cfg.at("normalize_rgb"); co.fast_atan2 = cfg.at("fast_atan2"); co.flow_bound = cfg.at("flow_bound");
       co.seed = cfg.at("seed").get<std::uint64_t>() + 200;
       mscl::data::loader_options lo;

@@ -207,6 +207,29 @@ TEST_CASE("loader: a worker's exception reaches the consumer naming the corrupt 
   o = base_options(root);
   o.annotation_file = root.string() + "_nolist.txt";
   CHECK_THROWS_WITH(mscl_clip_source(o), Catch::Contains("_nolist.txt"));
+  o = base_options(root);
+  o.blur_p = 1.5;
+  CHECK_THROWS_WITH(mscl_clip_source(o), Catch::Contains("blur_p must be in [0, 1], got 1.5"));
+}
+
+TEST_CASE("clip source: blur_p reaches the RGB augmentation", "[data][loader]") {
+  const fs::path root = make_dataset("blur");
+  cleanup c{root};
+  auto rgb_of = [&](double blur_p) {
+    mscl_clip_options o = base_options(root);
+    o.crop_size = 20;  // the blur kernel is ⌊0.1·crop⌋ made odd: 3 here (1, no blur, at the default 8)
+    o.color_aug = true;
+    o.blur_p = blur_p;
+    return mscl_clip_source(o).batch(0).rgb_q;
+  };
+  const auto none = rgb_of(0.0), again = rgb_of(0.0), all = rgb_of(1.0);
+  double repeat = 0, blurred = 0;
+  for (index_t i = 0; i < none.numel(); ++i) {
+    repeat = std::max(repeat, double(std::abs(none.data()[i] - again.data()[i])));
+    blurred = std::max(blurred, double(std::abs(none.data()[i] - all.data()[i])));
+  }
+  CHECK(repeat == 0.0);     // same seed, same views
+  CHECK(blurred > 1e-3);    // blur_p 1 blurs every clip (the frames are ramps: the borders change)
 }
 
 TEST_CASE("clip source: the crop box is the same region of RGB and flow, and the pixels are that box", "[data][loader]") {

@@ -76,7 +76,8 @@ struct mscl_clip_options {
   bool official_literal_flow_views = false;  ///< §11 A1 (ssl/flow_views.hpp)
   bool flip = true;             ///< horizontal flip p = 0.5 per view (false for the synthetic dataset)
   bool flip_negates_flow = true;  ///< §11 A2 (false: the released behaviour)
-  bool color_aug = true;        ///< jitter p 0.8, grey p 0.2, blur p 0.5 on RGB (§7.2)
+  bool color_aug = true;        ///< jitter p 0.8, grey p 0.2, blur p `blur_p` on RGB (§7.2)
+  double blur_p = 0.5;          ///< Gaussian blur probability within color_aug (§7.2: 0.5)
   bool jitter_per_frame = false;  ///< §11 A11 released per-frame jitter factors
   bool normalize_rgb = true;    ///< ImageNet mean/std
   bool color_code_flow = true;  ///< false: raw 2-channel flow in the batch (inspection, tests)
@@ -108,6 +109,8 @@ class mscl_clip_source {
                    o_.shift_range >= 0,
                config_error,
                "mscl_clip_source: need batch, clip_len, frame_interval, crop_size >= 1 and short_side, shift_range >= 0");
+    MSCL_CHECK(o_.blur_p >= 0 && o_.blur_p <= 1, config_error,
+               "mscl_clip_source: blur_p must be in [0, 1], got " << o_.blur_p);
     MSCL_CHECK(o_.crop_area_min > 0 && o_.crop_area_min <= o_.crop_area_max && o_.crop_area_max <= 1.0, config_error,
                "mscl_clip_source: need 0 < crop_area_min <= crop_area_max <= 1, got " << o_.crop_area_min << ", "
                                                                                      << o_.crop_area_max);
@@ -142,7 +145,7 @@ class mscl_clip_source {
     vo.jitter_p = o_.color_aug ? 0.8 : 0.0;
     vo.jitter.per_frame = o_.jitter_per_frame;
     vo.grey_p = o_.color_aug ? 0.2 : 0.0;
-    vo.blur_p = o_.color_aug ? 0.5 : 0.0;
+    vo.blur_p = o_.color_aug ? o_.blur_p : 0.0;
     vo.blur.kernel_size = int(std::max<index_t>(1, (o_.crop_size / 10) / 2 * 2 + 1));  // ⌊0.1·crop⌋ made odd
     vo.flow_coding.fast_atan2 = o_.fast_atan2;
     policy_ = augment::make_mscl_view_policy(vo);

@@ -46,7 +46,7 @@ inline json default_pretrain_config() {
       // data: "rawframes" source (data/mscl_clip_source.hpp; "frames" = clip length, "size" = crop size)
       {"data_root", ""}, {"annotation_file", ""}, {"flow_root", ""}, {"samples_file", ""}, {"workers", 2},
       {"queue_depth", 4}, {"short_side", 128}, {"frame_interval", 8}, {"crop_area_min", 0.2}, {"flip", true},
-      {"flip_negates_flow", true}, {"color_aug", true}, {"normalize_rgb", true}, {"fast_atan2", false}, {"flow_bound", 20.0},
+      {"flip_negates_flow", true}, {"color_aug", true}, {"blur_p", 0.5}, {"normalize_rgb", true}, {"fast_atan2", false}, {"flow_bound", 20.0},
       {"threads", 2}, {"description", ""}};
 }
 
