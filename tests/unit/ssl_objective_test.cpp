@@ -11,6 +11,7 @@
 #include <mscl/mscl.hpp>
 #include <mscl/ssl/mscl_objective.hpp>
 #include <mscl/testing/tiny_mscl.hpp>
+#include <mscl/train/config.hpp>
 #include <mscl/train/pretrain.hpp>
 #include <sys/wait.h>
 #include <thread>
@@ -156,6 +157,20 @@ TEST_CASE("experimental distillation curriculum: 2 - 2 cos against the batch-cen
   }
   REQUIRE_THROWS_WITH(ssl::mscl_objective<double>([] { auto m = ssl::mscl_options::moco_rgb(); m.w_distill = 1; return m; }()),
                       Catch::Contains("needs the flow branch"));
+}
+
+TEST_CASE("config hash: keys added later leave the hash of older runs unchanged at their defaults", "[ssl][config]") {
+  const auto now = train::default_pretrain_config();
+  auto before = now;  // a configuration written before these keys existed
+  for (const char* k : {"w_distill", "distill_fade_samples", "blur_p", "sync_bn"}) before.erase(k);
+  REQUIRE(train::config_hash(before) == train::config_hash(now));
+  using key_value = std::pair<const char*, double>;
+  for (const auto& [key, value] : std::initializer_list<key_value>{{"w_distill", 0.5}, {"distill_fade_samples", 100}, {"blur_p", 0.0}}) {
+    auto changed = now;
+    changed[key] = value;
+    INFO(key);
+    REQUIRE(train::config_hash(changed) != train::config_hash(now));
+  }
 }
 
 TEST_CASE("ablation switches: the MoCo-RGB baseline is the same objective with motion parts off", "[ssl]") {

@@ -75,9 +75,10 @@ struct mscl_options {
   /// Experimental, not in the paper or the release (0 = off, the default): a flow-feature
   /// distillation curriculum. A predictor MLP maps the RGB query backbone's pooled features onto
   /// the flow query backbone's pooled features of the same clip, centred over the batch
-  /// (stop-gradient target), loss 2 − 2·cos, weight w_distill fading linearly to 0 over distill_fade_samples (0 = constant).
-  /// Why: at small scale the RGB→flow InfoNCE terms need ~1000 steps to leave chance
-  /// (docs/demo.md); this asks whether a denser target speeds that transfer up.
+  /// (stop-gradient target), loss 2 − 2·cos, weight w_distill fading linearly to 0 over
+  /// distill_fade_samples (0 = constant). Why: at small scale the RGB→flow InfoNCE terms need
+  /// hundreds of steps to leave chance (docs/demo.md); this asks whether a denser target speeds
+  /// that transfer up. Measured: it does not (docs/demo.md item 13).
   double w_distill = 0;
   std::int64_t distill_fade_samples = 0;
   // ---- compatibility with the released code (§11)
