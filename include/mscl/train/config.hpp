@@ -134,13 +134,11 @@ inline std::string config_hash(const json& c) {
   for (const char* k : {"out_dir", "log_every", "checkpoint_every", "keep_checkpoints", "threads", "description", "workers", "queue_depth",
                         "overlap_backward"})  // overlap changes when gradients are summed, not the sums
     h.erase(k);
-  if (h.value("sync_bn", false) == false) h.erase("sync_bn");  // runs from before the key keep their hash
-  // Keys added later: at their defaults they are left out too, so that a run started before they
-  // existed (and killed) can still be resumed.
-  using key_default = std::pair<const char*, double>;
-  for (const auto& [key, default_value] :
-       std::initializer_list<key_default>{{"w_distill", 0.0}, {"distill_fade_samples", 0.0}, {"blur_p", 0.5}})
-    if (h.contains(key) && h[key].is_number() && h[key].get<double>() == default_value) h.erase(key);
+  // Keys added after runs were made are left out at their defaults, so that a run started before
+  // a key existed (and killed) can still be resumed.
+  for (const auto& [key, default_value] : std::initializer_list<std::pair<const char*, json>>{
+           {"sync_bn", false}, {"w_distill", 0.0}, {"distill_fade_samples", 0}, {"blur_p", 0.5}})
+    if (h.contains(key) && h[key] == default_value) h.erase(key);
   const std::string text = h.dump();
   std::uint64_t x = 1469598103934665603ull;  // FNV-1a 64
   for (unsigned char ch : text) x = (x ^ ch) * 1099511628211ull;
