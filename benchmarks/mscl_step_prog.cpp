@@ -4,9 +4,10 @@
 //
 //   mscl_step_prog [--batch 8] [--frames 8] [--size 112] [--queue 65536] [--iters 3] [--warmup 1]
 //                  [--threads 2] [--rgb-width 64] [--flow-width 16] [--rgb-depth 18] [--neck 8*flow-width]
+//                  [--neck-pconvs 2]
 //                  [--dim 128]
 // The CPU demo's shapes: --batch 32 --size 32 --queue 256 --rgb-width 16 --rgb-depth 10 --flow-width 8
-//                        --neck 64 --dim 64
+//                        --neck 64 --dim 64 --neck-pconvs 1
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -45,7 +46,7 @@ tensor_t randn(const shape_t& s, std::uint64_t seed, bool grad = false) {
 
 int main(int argc, char** argv) {
   long batch = 8, frames = 8, size = 112, queue = 65536, iters = 3, warmup = 1, threads = 2, rgb_width = 64, flow_width = 16,
-       rgb_depth = 18, neck_channels = 0, dim = 128;
+       rgb_depth = 18, neck_channels = 0, neck_pconvs = 2, dim = 128;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     const long v = std::stol(argv[i + 1]);
@@ -60,6 +61,7 @@ int main(int argc, char** argv) {
     else if (k == "--flow-width") flow_width = v;
     else if (k == "--rgb-depth") rgb_depth = v;
     else if (k == "--neck") neck_channels = v;
+    else if (k == "--neck-pconvs") neck_pconvs = v;
     else if (k == "--dim") dim = v;
     else { std::cerr << "unknown option " << k << "\n"; return 2; }
   }
@@ -72,6 +74,7 @@ int main(int argc, char** argv) {
   o.flow_width = flow_width;
   o.neck_channels = neck_channels > 0 ? neck_channels : 8 * flow_width;
   o.rgb_depth = int(rgb_depth);
+  o.neck_pconvs = int(neck_pconvs);
   o.embedding_dim = dim;
   ssl::mscl_objective<float> obj(o);
   data::random_pair_source<float>::options so;

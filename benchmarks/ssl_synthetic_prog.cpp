@@ -63,7 +63,7 @@ const char* usage =
     "  obj:   --rgb-width 16 --rgb-depth 10 --flow-width 8 --dim 64 --queue 512 --tau 0.1 --m 0.99\n"
     "         --w name=value (w_rgb w_flow w_flow_aug w_mx w_mx_r w_mx_aug w_mx_r_aug w_pos w_distill)\n"
     "         --motion-warmup 0 --distill-fade 0 (samples)\n"
-    "         --no-lmcl --no-fra --no-mx --no-flow-moco --bn-splits 2 --no-batch-keys\n"
+    "         --no-lmcl --no-fra --no-mx --no-flow-moco --bn-splits 2 --no-batch-keys --neck-pconvs 2\n"
     "  train: --batch 32 --steps 300 --lr 0.05 --wd 1e-4 --warmup 10 --budget-s 0 --seed 0\n"
     "         --jitter-p 0.8 --grey-p 0.2 --blur-p 0 --area-lo 0.3 --threads 2 --eval-every 0\n"
     "  fra:   --fra-grid 0.2,1.8,8 (lo,hi,chunks of the rotation grid, in units of pi)\n"
@@ -114,6 +114,7 @@ args_t parse(int argc, char** argv) {
     else if (k == "--tau") a.obj.temperature = std::stod(v);
     else if (k == "--m") a.obj.fixed_momentum_value = std::stod(v);
     else if (k == "--bn-splits") a.obj.key_bn_splits = std::stoi(v);
+    else if (k == "--neck-pconvs") a.obj.neck_pconvs = std::stoi(v);
     else if (k == "--motion-warmup") a.obj.motion_warmup_samples = std::stoll(v);
     else if (k == "--distill-fade") a.obj.distill_fade_samples = std::stoll(v);
     else if (k == "--w") {

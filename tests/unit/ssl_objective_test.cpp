@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -162,10 +163,10 @@ TEST_CASE("experimental distillation curriculum: 2 - 2 cos against the batch-cen
 TEST_CASE("config hash: keys added later leave the hash of older runs unchanged at their defaults", "[ssl][config]") {
   const auto now = train::default_pretrain_config();
   auto before = now;  // a configuration written before these keys existed
-  for (const char* k : {"w_distill", "distill_fade_samples", "blur_p", "sync_bn"}) before.erase(k);
+  for (const char* k : {"w_distill", "distill_fade_samples", "blur_p", "sync_bn", "neck_pconvs"}) before.erase(k);
   REQUIRE(train::config_hash(before) == train::config_hash(now));
   using key_value = std::pair<const char*, double>;
-  for (const auto& [key, value] : std::initializer_list<key_value>{{"w_distill", 0.5}, {"distill_fade_samples", 100}, {"blur_p", 0.0}}) {
+  for (const auto& [key, value] : std::initializer_list<key_value>{{"w_distill", 0.5}, {"distill_fade_samples", 100}, {"blur_p", 0.0}, {"neck_pconvs", 1}}) {
     auto changed = now;
     changed[key] = value;
     INFO(key);
@@ -205,6 +206,23 @@ TEST_CASE("ablation switches: the MoCo-RGB baseline is the same objective with m
     REQUIRE(st.losses.count("loss_cls_mx_aug") == 0);
     REQUIRE(st.losses.count("loss_pos") == 1);
     REQUIRE(st.losses.size() == 5);
+  }
+  SECTION("neck_pconvs sets the SEPC depth of the RGB neck; 0 leaves the FPN, which LMCL still trains") {
+    const std::size_t with_two = ssl::mscl_objective<float>(o).neck->named_parameters().size();
+    o.neck_pconvs = 0;
+    ssl::mscl_objective<float> obj(o);
+    REQUIRE(obj.neck->pconvs.empty());
+    REQUIRE(with_two == obj.neck->named_parameters().size() + 2 * 6);  // 2 PConvs x 3 convs x (weight, bias)
+    ssl::mscl_step_stats st;
+    obj.forward(tiny_batch<float>(1), &st).backward();
+    REQUIRE(st.losses.count("loss_pos") == 1);
+    double lateral_grad = 0;  // LMCL is the neck's only consumer: its gradient must reach the FPN
+    for (auto& [name, p] : obj.neck->named_parameters())
+      if (p.grad().defined())
+        for (index_t i = 0; i < p.grad().numel(); ++i) lateral_grad += std::abs(double(p.grad().data()[i]));
+    REQUIRE(lateral_grad > 0);
+    o.neck_pconvs = -1;
+    REQUIRE_THROWS_AS(ssl::mscl_objective<float>(o), value_error);
   }
   SECTION("a missing flow tensor is reported by name") {
     ssl::mscl_objective<float> obj(o);

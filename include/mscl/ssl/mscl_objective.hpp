@@ -53,6 +53,10 @@ struct mscl_options {
   int rgb_depth = 18;       ///< 18 (the paper), 10 (one block per stage: the CPU demo) or 34
   index_t flow_width = 16;  ///< flow backbone base width (16 = release)
   index_t neck_channels = 128;
+  /// SEPC PConv layers of the RGB TPN neck (2 = the R18 release, 1 = its R50 variant, 0 = FPN
+  /// only). Why an option: at the CPU demo's sizes the neck's 3×3×3 convolutions at level-0
+  /// resolution cost as much as the RGB backbone itself (docs/demo.md, "Fourth round").
+  int neck_pconvs = 2;
   index_t embedding_dim = 128;
   index_t queue_size = 65536;
   // ---- contrastive hyper-parameters
@@ -165,6 +169,7 @@ class mscl_objective : public nn::module<T, B> {
       models::tpn_neck_options no;
       no.in_channels = {2 * o.rgb_width, 4 * o.rgb_width, 8 * o.rgb_width};
       no.channels = o.neck_channels;
+      no.pconv_num = o.neck_pconvs;
       no.seed = o.seed + 3;
       neck = this->register_module("neck", std::make_shared<models::tpn_neck<T, B>>(no));
       MSCL_CHECK(o.neck_channels == 8 * o.flow_width, value_error,

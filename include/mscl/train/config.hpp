@@ -26,6 +26,7 @@ inline json default_pretrain_config() {
       // objective
       {"flow_moco", m.flow_moco}, {"cross_modal", m.cross_modal}, {"lmcl", m.lmcl}, {"fra", m.fra},
       {"rgb_width", m.rgb_width}, {"rgb_depth", m.rgb_depth}, {"flow_width", m.flow_width}, {"neck_channels", m.neck_channels},
+      {"neck_pconvs", m.neck_pconvs},
       {"embedding_dim", m.embedding_dim}, {"queue_size", m.queue_size}, {"temperature", m.temperature},
       {"queue_decay", m.queue_decay}, {"momentum_base", m.momentum_base}, {"momentum_samples", m.momentum_samples},
       {"fixed_momentum", m.fixed_momentum}, {"fixed_momentum_value", m.fixed_momentum_value},
@@ -96,6 +97,7 @@ inline ssl::mscl_options objective_options(const json& c) {
   ssl::mscl_options m;
   m.flow_moco = c.at("flow_moco"); m.cross_modal = c.at("cross_modal"); m.lmcl = c.at("lmcl"); m.fra = c.at("fra");
   m.rgb_width = c.at("rgb_width"); m.rgb_depth = c.at("rgb_depth"); m.flow_width = c.at("flow_width"); m.neck_channels = c.at("neck_channels");
+  m.neck_pconvs = c.at("neck_pconvs");
   m.embedding_dim = c.at("embedding_dim"); m.queue_size = c.at("queue_size"); m.temperature = c.at("temperature");
   m.queue_decay = c.at("queue_decay"); m.momentum_base = c.at("momentum_base");
   m.momentum_samples = c.at("momentum_samples"); m.fixed_momentum = c.at("fixed_momentum");
@@ -137,7 +139,7 @@ inline std::string config_hash(const json& c) {
   // Keys added after runs were made are left out at their defaults, so that a run started before
   // a key existed (and killed) can still be resumed.
   for (const auto& [key, default_value] : std::initializer_list<std::pair<const char*, json>>{
-           {"sync_bn", false}, {"w_distill", 0.0}, {"distill_fade_samples", 0}, {"blur_p", 0.5}})
+           {"sync_bn", false}, {"w_distill", 0.0}, {"distill_fade_samples", 0}, {"blur_p", 0.5}, {"neck_pconvs", 2}})
     if (h.contains(key) && h[key] == default_value) h.erase(key);
   const std::string text = h.dump();
   std::uint64_t x = 1469598103934665603ull;  // FNV-1a 64
