@@ -59,6 +59,8 @@ struct args_t {
 const char* usage =
     "usage: ssl_synthetic_prog [--objective mscl|moco|random] [--set key=value ...]\n"
     "  data:  --classes 6 --train 1200 --test 240 --data-seed 0 --motion 2.0\n"
+    "         (data seed 0 renders the demo's own videos, its test split included: choose\n"
+    "         settings on another, e.g. --data-seed 1000 as docs/demo.md's fourth round)\n"
     "  clip:  --frames 8 --stride 2 --crop 32 --same-clip (q and k from one clip)\n"
     "  obj:   --rgb-width 16 --rgb-depth 10 --flow-width 8 --dim 64 --queue 512 --tau 0.1 --m 0.99\n"
     "         --w name=value (w_rgb w_flow w_flow_aug w_mx w_mx_r w_mx_aug w_mx_r_aug w_pos w_distill)\n"
