@@ -221,8 +221,9 @@ int main(int argc, char** argv) {
 
     if (lead) {
       std::filesystem::create_directories(fo.out_dir);
-      const std::string text = cfg.dump(2) + "\n";
-      mscl::io::write_file_atomic(fo.out_dir + "/config.json", [&](mscl::io::atomic_file& f) { f.write(text.data(), text.size()); });
+      // As mscl-pretrain: a resume keeps the run's own config.json (a refused one must not touch it).
+      if (!(resume && mscl::train::has_checkpoint(fo.out_dir)))
+        mscl::io::write_file_atomic(fo.out_dir + "/config.json", cfg.dump(2) + "\n");
     }
     if (lead)
       std::cerr << "mscl-finetune: r3d_" << co.depth << " width " << co.width << " (" << clf.parameter_count()

@@ -134,7 +134,11 @@ int main(int argc, char** argv) {
 
     if (lead) {
       std::filesystem::create_directories(topts.out_dir);
-      std::ofstream(topts.out_dir + "/config.json") << cfg.dump(2) << "\n";
+      // A resumed run keeps the config.json it started with: pretrain() refuses a checkpoint made
+      // with another configuration, and writing first would overwrite the record of the very run
+      // it then refuses to touch (the numeric keys are equal when it does resume: config_hash).
+      if (!(resume && mscl::train::has_checkpoint(topts.out_dir)))
+        mscl::io::write_file_atomic(topts.out_dir + "/config.json", cfg.dump(2) + "\n");
     }
     mscl::ssl::mscl_objective<float> objective(mopts);
     if (lead)

@@ -30,6 +30,13 @@ ck=$(ls "$out"/seed0/mscl/ckpt-*.safetensors | tail -1)
 "$bin/mscl-report" --dir "$out" --seeds 0 > "$work/report.txt"
 test -s "$out/report.md" && test -s "$out/curves_mscl_seed0.png" && test -f "$out/supervised/metrics.json"
 grep -q "MSCL" "$work/report.txt"
+# a resume with another configuration is refused and leaves the run's config.json as it was
+cp "$out/seed0/mscl/config.json" "$work/config_before.json"
+if "$bin/mscl-pretrain" "${common[@]}" --set w_mx=5 --out "$out/seed0/mscl" --resume 2> "$work/resume_bad.log"; then
+  echo "mscl-pretrain resumed a run made with another configuration" >&2; exit 1
+fi
+grep -q "cannot resume" "$work/resume_bad.log"
+cmp "$out/seed0/mscl/config.json" "$work/config_before.json"
 # bad input is reported, not crashed on: a missing annotation file names the file
 if "$bin/mscl-pretrain" "${common[@]}" --set annotation_file="$work/nope.txt" --out "$work/bad" 2> "$work/bad.log"; then
   echo "mscl-pretrain accepted a missing annotation file" >&2; exit 1
