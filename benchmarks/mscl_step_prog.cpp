@@ -7,7 +7,7 @@
 //                  [--neck-pconvs 2]
 //                  [--dim 128]
 // The CPU demo's shapes: --batch 32 --size 32 --queue 256 --rgb-width 16 --rgb-depth 10 --flow-width 8
-//                        --neck 64 --dim 64 --neck-pconvs 1
+//                        --neck 64 --dim 64 --neck-pconvs 0
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
