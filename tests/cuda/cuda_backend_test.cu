@@ -16,12 +16,17 @@
 #include <cmath>
 #include <cstdlib>
 #include <iostream>
+#include <memory>
 #include <mscl/mscl.hpp>
 #include <mscl/ssl/mscl_objective.hpp>
+#include <mscl/testing/emulated_peer_reducer.hpp>
+#include <mscl/testing/scripted_peer_communicator.hpp>
 #include <mscl/testing/tiny_mscl.hpp>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "../shared/tensor_collectives_checks.hpp"
 
 using mscl::cpu;
 using mscl::cuda;
@@ -254,6 +259,90 @@ TEST_CASE("cuda batch_norm (cuDNN) matches cpu: training, running buffers, fused
   auto yc = mscl::ops::batch_norm(x.h, {}, {}, {}, {}, false);
   auto yd = mscl::ops::batch_norm(x.d, {}, {}, {}, {}, false);
   check_close(yc, yd, k_heavy, k_elem, "affine=false output");
+}
+
+TEST_CASE("cuda sync-BN (own kernels) matches cpu sync-BN with an emulated second process, host and device reducers") {
+  REQUIRE_GPU_OR_SKIP();
+  // This process holds 3 samples; the reducer plays a process holding 2 more
+  // (testing/emulated_peer_reducer.hpp). The CPU path is checked against BN over the whole batch
+  // in ops_norm_test; here the device kernels must give the CPU's sync-BN results.
+  struct device_memory_reducer : mscl::ops::batch_norm_reducer {
+    std::shared_ptr<mscl::testing::emulated_peer_reducer> inner;
+    void all_reduce_sum(double* v, std::size_t n) override {
+      std::vector<double> h(n);
+      REQUIRE(cudaMemcpy(h.data(), v, n * sizeof(double), cudaMemcpyDeviceToHost) == cudaSuccess);
+      inner->all_reduce_sum(h.data(), n);
+      REQUIRE(cudaMemcpy(v, h.data(), n * sizeof(double), cudaMemcpyHostToDevice) == cudaSuccess);
+    }
+    bool reduces_device_memory() const override { return true; }
+  };
+  const shape_t shape{3, 4, 3, 5, 6}, peer_shape{2, 4, 3, 5, 6};
+  for (bool relu : {false, true}) {
+    for (bool device_memory : {false, true}) {
+      INFO("relu " << relu << ", reducer on " << (device_memory ? "device" : "host") << " memory");
+      auto x = random_pair(shape, 40, true, 0.5, 2.0), w = random_pair({4}, 41), b = random_pair({4}, 42);
+      auto rm = random_pair({4}, 43, false), rv = random_pair({4}, 44, false, 2.0, 0.1);
+      auto g = random_pair(shape, 45, false);
+      const auto peer_x = random_pair(peer_shape, 46, false, -0.5, 1.5).h.to_vector();
+      const auto peer_g = random_pair(peer_shape, 47, false).h.to_vector();
+      const auto wv = w.h.to_vector(), bv = b.h.to_vector();
+      auto make_peer = [&] {
+        return std::make_shared<mscl::testing::emulated_peer_reducer>(
+            std::vector<double>(peer_x.begin(), peer_x.end()), std::vector<double>(peer_g.begin(), peer_g.end()), 2, 4,
+            3 * 5 * 6, std::vector<double>(wv.begin(), wv.end()), std::vector<double>(bv.begin(), bv.end()), 1e-5, relu);
+      };
+      auto cpu_peer = make_peer(), gpu_peer = make_peer();
+      std::shared_ptr<mscl::ops::batch_norm_reducer> gpu_reducer = gpu_peer;
+      if (device_memory) {
+        auto d = std::make_shared<device_memory_reducer>();
+        d->inner = gpu_peer;
+        gpu_reducer = d;
+      }
+      auto op = [&](auto X, auto W, auto Bb, auto RM, auto RV) {
+        return relu ? mscl::ops::batch_norm_relu(X, W, Bb, RM, RV, true, 0.1, 1e-5)
+                    : mscl::ops::batch_norm(X, W, Bb, RM, RV, true, 0.1, 1e-5);
+      };
+      tensor<cpu> yc;
+      tensor<cuda> yd;
+      {
+        mscl::ops::scoped_batch_norm_reducer scope(cpu_peer);
+        yc = op(x.h, w.h, b.h, rm.h, rv.h);
+      }
+      {
+        mscl::ops::scoped_batch_norm_reducer scope(gpu_reducer);
+        yd = op(x.d, w.d, b.d, rm.d, rv.d);
+      }
+      check_close(yc, yd, k_heavy, k_elem, "output");
+      check_close(rm.h, rm.d, k_heavy, k_elem, "running_mean");
+      check_close(rv.h, rv.d, k_heavy, k_elem, "running_var");
+      mscl::ops::sum(mscl::ops::mul(yc, g.h)).backward();
+      mscl::ops::sum(mscl::ops::mul(yd, g.d)).backward();
+      CHECK(gpu_peer->forward_calls() == 1);
+      CHECK(gpu_peer->backward_calls() == 1);
+      check_close(x.h.grad(), x.d.grad(), k_heavy, k_elem, "grad x");
+      check_close(w.h.grad(), w.d.grad(), k_heavy, k_elem, "grad weight");
+      check_close(b.h.grad(), b.d.grad(), k_heavy, k_elem, "grad bias");
+      // not vacuous: per-process (cuDNN) statistics give another output
+      const auto alone = op(x.d.detach(), w.d.detach(), b.d.detach(), tensor<cuda>(), tensor<cuda>());
+      const auto a = alone.to_vector(), ys = yd.to_vector();
+      double diff = 0;
+      for (std::size_t i = 0; i < a.size(); ++i) diff = std::max(diff, double(std::fabs(a[i] - ys[i])));
+      CHECK(diff > 1e-2);
+    }
+  }
+}
+
+TEST_CASE("cuda tensor collectives and gradient buckets against a scripted peer: host staging (mpi) and device buffers (nccl)") {
+  REQUIRE_GPU_OR_SKIP();
+  const int r = GENERATE(0, 1);
+  const bool device_memory = GENERATE(false, true);
+  INFO("rank " << r << " of 2, communicator on " << (device_memory ? "device" : "host") << " memory");
+  const auto copy = [](void* dst, const void* src, std::size_t n) {
+    REQUIRE(cudaMemcpy(dst, src, n, cudaMemcpyDefault) == cudaSuccess);  // host scalars too (UVA)
+  };
+  mscl::testing::scripted_peer_communicator comm(
+      r, 1.5, device_memory ? mscl::dist::memory_kind::cuda_device : mscl::dist::memory_kind::host, copy, copy);
+  mscl_test::check_tensor_collectives<cuda>(comm, 1.5f, [](const tensor<cpu>& h) { return mscl::to_device(h); });
 }
 
 TEST_CASE("cuda pooling matches cpu") {

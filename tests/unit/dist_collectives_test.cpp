@@ -5,14 +5,18 @@
 // turning a stalled or killed peer into a clear error instead of a hang. Also the autograd
 // engine's gradient-ready hook (one process), and sync-BN of one BatchNorm layer over 2 ranks
 // against single-process BN over the concatenated batch (forward, backward, running buffers).
+// The tensor collectives and gradient buckets also run against a scripted second rank in one
+// process (testing/scripted_peer_communicator.hpp; the CUDA test runs the same checks on the GPU).
 #include <catch2/catch.hpp>
 
 #include <csignal>
+#include <cstring>
 #include <set>
 #include <thread>
 
 #include <mscl/data/random_pair_source.hpp>
 #include <mscl/dist/communicator.hpp>
+#include <mscl/dist/tensor_collectives.hpp>
 #include <mscl/dist/data_parallel.hpp>
 #include <mscl/dist/gradient_buckets.hpp>
 #include <mscl/dist/sync_batch_norm.hpp>
@@ -20,6 +24,9 @@
 #include <mscl/ops/norm.hpp>
 #include <mscl/ops/reduce.hpp>
 #include <mscl/ops/shape_ops.hpp>
+#include <mscl/testing/scripted_peer_communicator.hpp>
+
+#include "../shared/tensor_collectives_checks.hpp"
 #if defined(MSCL_WITH_MPI)
 #include <mscl/dist/mpi.hpp>
 #endif
@@ -62,6 +69,26 @@ TEST_CASE("gradient_buckets: reverse order, capacity in bytes", "[dist]") {
   REQUIRE(gb.bucket_elements(0) == 6);
   REQUIRE(gb.bucket_elements(1) == 5);
   REQUIRE(gb.bucket_elements(2) == 3);
+}
+
+TEST_CASE("tensor collectives and gradient buckets against a scripted peer, as rank 0 and as rank 1", "[dist]") {
+  const int r = GENERATE(0, 1);
+  INFO("this process is rank " << r << " of 2");
+  testing::scripted_peer_communicator comm(r, 1.5);
+  mscl_test::check_tensor_collectives<cpu>(comm, 1.5f, [](const tensor<float>& h) { return h.clone(); });
+  CHECK(comm.collectives() > 0);
+}
+
+TEST_CASE("CPU tensors with a device-memory (NCCL-like) communicator are refused with a clear error", "[dist][error]") {
+  const auto copy = [](void* dst, const void* src, std::size_t n) { std::memcpy(dst, src, n); };
+  testing::scripted_peer_communicator device_comm(0, 1.5, dist::memory_kind::cuda_device, copy, copy);
+  REQUIRE_THROWS_AS((dist::flat_buffer<float, cpu>(device_comm, 4, "test")), config_error);
+  try {
+    (void)dist::all_gather_rows(device_comm, tensor<float>::ones({2, 2}), "key all-gather");
+    FAIL("no error");
+  } catch (const config_error& e) {
+    CHECK(std::string(e.what()).find("CPU tensors need a host communicator") != std::string::npos);
+  }
 }
 
 TEST_CASE("gradient-ready hook: every graph leaf reported once, with its final gradient", "[dist]") {
@@ -168,6 +195,17 @@ TEST_CASE("nccl: one rank sums, gathers and broadcasts device buffers", "[dist][
   REQUIRE(back[1] == -2.f);
   cudaFree(d);
   cudaFree(g);
+  // host buffers (the training loop's scalars) are staged through device memory
+  double sums[3] = {0.25, -1, 4};
+  c.all_reduce_sum(sums, 3);
+  c.start_all_reduce_sum(sums, 3);
+  c.wait_all();
+  std::int64_t mine = 7, all = 0;
+  c.all_gather(&mine, 1, &all);
+  c.broadcast(sums, 3, 0);
+  REQUIRE(sums[0] == 0.25);
+  REQUIRE(sums[2] == 4);
+  REQUIRE(all == 7);
 }
 #endif
 

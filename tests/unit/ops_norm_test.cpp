@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -23,6 +24,9 @@ inline int omp_get_max_threads() { return 1; }
 #include <mscl/core/rng.hpp>
 #include <mscl/ops/elementwise.hpp>
 #include <mscl/ops/norm.hpp>
+#include <mscl/ops/reduce.hpp>
+#include <mscl/ops/shape_ops.hpp>
+#include <mscl/testing/emulated_peer_reducer.hpp>
 #include <mscl/testing/gradient_check.hpp>
 
 #include "torch_reference.hpp"
@@ -329,6 +333,93 @@ TEST_CASE("batch_norm rejects bad input with messages naming the shapes", "[ops]
 // ====================================================================== timing (hidden)
 
 // Run with: ops_norm_test "[.bench]"  (r3d_18 layer1 activation, 8x64x8x56x56 float).
+// ====================================================================== sync-BN
+
+TEST_CASE("sync-BN with an emulated second process equals BN over the whole batch (values, gradients, buffers)",
+          "[ops][norm][sync]") {
+  // One process computes rows [first, first + rows) of a 5-sample batch; the reducer plays the
+  // process holding the other rows (testing/emulated_peer_reducer.hpp, naive double sums).
+  const index_t n = 5, C = 3, S = 4;
+  std::vector<double> xv = randn<double>({n, C, S}, 81, 0.0, 2.0).to_vector();
+  for (std::size_t i = 0; i < xv.size(); ++i) xv[i] += std::vector<double>{3.0, -1.0, 10.0}[(i / S) % C];  // channel offsets
+  const auto X = tensor<double>::from_vector({n, C, S}, xv);
+  const auto G = randn<double>({n, C, S}, 82);
+  const std::vector<double> wv{1.5, -0.5, 2}, bv{0.1, 0.2, -0.3};
+  const double eps = 1e-5, momentum = 0.1;
+  for (bool relu : {false, true}) {
+    INFO("fused relu: " << relu);
+    auto run = [&](const tensor<double>& x_in, const tensor<double>& g,
+                   const std::shared_ptr<ops::batch_norm_reducer>& reducer) {
+      auto x = x_in.clone();
+      x.set_requires_grad(true);
+      auto w = tensor<double>::from_vector({C}, wv), b = tensor<double>::from_vector({C}, bv);
+      w.set_requires_grad(true);
+      b.set_requires_grad(true);
+      auto rm = tensor<double>::from_vector({C}, {0.5, 0, -1}), rv = tensor<double>::from_vector({C}, {1, 2, 0.5});
+      tensor<double> y;
+      {
+        ops::scoped_batch_norm_reducer scope(reducer);
+        y = relu ? ops::batch_norm_relu(x, w, b, rm, rv, true, momentum, eps)
+                 : ops::batch_norm(x, w, b, rm, rv, true, momentum, eps);
+      }
+      ops::sum(ops::mul(y, g)).backward();  // outside the scope: the reducer was captured in forward
+      return std::vector<tensor<double>>{y.detach(), x.grad(), w.grad(), b.grad(), rm, rv};
+    };
+    const auto ref = run(X, G, nullptr);
+    auto rows = [](const tensor<double>& t, index_t a, index_t e) { return ops::slice(t, 0, a, e).clone(); };
+    auto max_diff = [](const std::vector<double>& a, const std::vector<double>& b) {
+      REQUIRE(a.size() == b.size());
+      double m = 0;
+      for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]) / (1 + std::abs(b[i])));
+      return m;
+    };
+    std::vector<double> dw_total(std::size_t(C), 0), db_total(std::size_t(C), 0);
+    for (index_t first : {index_t(0), index_t(3)}) {
+      const index_t last = first == 0 ? 3 : n, peer_first = first == 0 ? 3 : 0, peer_last = first == 0 ? n : 3;
+      INFO("this process holds rows " << first << ".." << last - 1);
+      auto peer = std::make_shared<testing::emulated_peer_reducer>(
+          rows(X, peer_first, peer_last).to_vector(), rows(G, peer_first, peer_last).to_vector(), peer_last - peer_first,
+          C, S, wv, bv, eps, relu);
+      const auto par = run(rows(X, first, last), rows(G, first, last), peer);
+      REQUIRE(peer->forward_calls() == 1);
+      REQUIRE(peer->backward_calls() == 1);
+      const double tol = 1e-12;
+      CHECK(max_diff(par[0].to_vector(), rows(ref[0], first, last).to_vector()) <= tol);  // y
+      CHECK(max_diff(par[1].to_vector(), rows(ref[1], first, last).to_vector()) <= tol);  // dx
+      CHECK(max_diff(par[4].to_vector(), ref[4].to_vector()) <= tol);  // running mean
+      CHECK(max_diff(par[5].to_vector(), ref[5].to_vector()) <= tol);  // running var: unbiased over n·S
+      for (index_t ch = 0; ch < C; ++ch) {
+        dw_total[std::size_t(ch)] += par[2].to_vector()[std::size_t(ch)];
+        db_total[std::size_t(ch)] += par[3].to_vector()[std::size_t(ch)];
+      }
+      // not vacuous: this process's statistics alone give another output
+      const auto alone = run(rows(X, first, last), rows(G, first, last), nullptr);
+      CHECK(max_diff(alone[0].to_vector(), rows(ref[0], first, last).to_vector()) > 1e-2);
+    }
+    // dweight, dbias are each process's part (gradient averaging adds them): the parts add up.
+    CHECK(max_diff(dw_total, ref[2].to_vector()) <= 1e-12);
+    CHECK(max_diff(db_total, ref[3].to_vector()) <= 1e-12);
+  }
+}
+
+TEST_CASE("sync-BN of CPU tensors refuses a reducer on device memory (NCCL) with a clear error", "[ops][norm][sync][error]") {
+  struct device_reducer : ops::batch_norm_reducer {
+    void all_reduce_sum(double*, std::size_t) override {}
+    bool reduces_device_memory() const override { return true; }
+  };
+  ops::scoped_batch_norm_reducer scope(std::make_shared<device_reducer>());
+  auto x = randn<float>({4, 2, 3}, 5);
+  x.set_requires_grad(true);
+  try {
+    (void)ops::batch_norm(x, tensor<float>(), tensor<float>(), tensor<float>(), tensor<float>(), true);
+    FAIL("no error");
+  } catch (const config_error& e) {
+    CHECK(std::string(e.what()).find("host memory") != std::string::npos);
+  }
+  no_grad guard;  // under no_grad (key encoders) the reducer is not used: no error
+  CHECK_NOTHROW(ops::batch_norm(x, tensor<float>(), tensor<float>(), tensor<float>(), tensor<float>(), true));
+}
+
 TEST_CASE("batch_norm timing at r3d_18 layer1 shape", "[.bench]") {
   const shape_t shape = {8, 64, 8, 56, 56};
   const double mb = double(numel_of(shape)) * sizeof(float) / 1e6;

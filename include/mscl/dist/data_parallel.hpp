@@ -16,7 +16,7 @@
 
 #include "../core/rng.hpp"
 #include "../nn/module.hpp"
-#include "communicator.hpp"
+#include "tensor_collectives.hpp"
 
 namespace mscl::dist {
 

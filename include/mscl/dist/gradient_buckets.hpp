@@ -17,6 +17,9 @@
 /// are marked after backward. `average()` (or overlap = false) marks everything after backward:
 /// communication then overlaps only the packing of later buckets (see docs/distributed.md).
 ///
+/// Buckets live in the communicator's memory (dist/flat_buffer.hpp): host vectors for mpi
+/// (CUDA gradients staged through them), device buffers for nccl.
+///
 /// Every rank must hold the same parameter list. A parameter without a gradient on this rank
 /// contributes zeros and receives the averaged gradient, so all ranks take the same SGD step.
 /// With overlap, every rank must also run the same graph (the same parameters reached, in the
@@ -31,6 +34,7 @@
 
 #include "../autograd/engine.hpp"
 #include "communicator.hpp"
+#include "flat_buffer.hpp"
 
 namespace mscl::dist {
 
@@ -55,7 +59,6 @@ class gradient_buckets {
       b.elements += n;
       bucket_of_[k] = buckets_.size() - 1;
     }
-    for (auto& b : buckets_) b.flat.resize(b.elements);
     marked_.assign(params_.size(), 0);
     for (std::size_t k = 0; k < params_.size(); ++k) index_of_[params_[k].impl().get()] = k;
   }
@@ -73,17 +76,17 @@ class gradient_buckets {
     marked_[k] = 1;
     auto& b = buckets_.at(bucket_of_.at(k));
     if (++b.ready < b.members.size()) return;
+    // In the communicator's memory (created on first use: the constructor has no communicator).
+    if (b.flat.size() != b.elements || b.flat.in_device_memory() != (comm.memory() == memory_kind::cuda_device))
+      b.flat = flat_buffer<T, B>(comm, b.elements, "dist::gradient_buckets");
     for (std::size_t j = 0; j < b.members.size(); ++j) {
       const tensor_t g = params_[b.members[j]].grad();
-      T* dst = b.flat.data() + b.offsets[j];
-      const std::size_t n = std::size_t(params_[b.members[j]].numel());
-      if (g.defined()) {
-        const tensor_t gc = g.is_contiguous() ? g : g.clone();
-        std::copy_n(gc.data(), n, dst);
-      } else {
-        std::fill_n(dst, n, T(0));
-      }
+      if (g.defined())
+        b.flat.put(b.offsets[j], g);
+      else
+        b.flat.fill_zero(b.offsets[j], std::size_t(params_[b.members[j]].numel()));
     }
+    b.flat.ready_for_collective();
     comm.start_all_reduce_sum(b.flat.data(), b.elements, "gradient all-reduce");
   }
 
@@ -103,10 +106,7 @@ class gradient_buckets {
           p.set_grad(tensor_t::empty(p.shape()));
           g = p.grad();
         }
-        const T* src = b.flat.data() + b.offsets[j];
-        T* dst = g.data();
-        const index_t n = p.numel();
-        for (index_t i = 0; i < n; ++i) dst[i] = src[i] * scale;
+        b.flat.take(b.offsets[j], g, scale);
       }
       b.ready = 0;
     }
@@ -148,7 +148,7 @@ class gradient_buckets {
     std::vector<std::size_t> offsets;  ///< element offset of each member in `flat`
     std::size_t elements = 0;
     std::size_t ready = 0;
-    std::vector<T> flat;
+    flat_buffer<T, B> flat;  ///< in the communicator's memory
   };
   std::vector<tensor_t> params_;
   std::vector<bucket> buckets_;

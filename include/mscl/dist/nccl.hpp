@@ -9,9 +9,13 @@
 /// asynchronous NCCL error) the communicator is aborted with ncclCommAbort and the rank throws
 /// an `mscl::error` naming the operation, so a dead peer never hangs the job.
 ///
+/// Device buffers (the gradient buckets, key gathers and state broadcasts of CUDA training, via
+/// dist/flat_buffer.hpp) go to NCCL directly; host buffers (the loop's scalars) are staged
+/// through a device buffer.
+///
 /// Status: compiled in this project's CI (a host compiler, the CUDA 13 toolkit and NCCL 2 under
-/// /usr/local/cuda) but never run here: the development machines have no GPU, and the tensor
-/// library's CUDA backend (issue 6) is what will hand device pointers to it.
+/// /usr/local/cuda) but never run with more than one rank: the development machines have no
+/// GPU and the lent GPU machines have one (NCCL puts one rank per GPU).
 #pragma once
 #if !defined(MSCL_WITH_NCCL)
 #error "mscl/dist/nccl.hpp needs NCCL: configure with -DMSCL_WITH_NCCL=ON and link mscl::nccl"
@@ -65,6 +69,7 @@ class nccl_communicator final : public communicator {
   ~nccl_communicator() override {
     if (comm_) ncclCommDestroy(comm_);
     if (scratch_) cudaFree(scratch_);
+    if (staging_) cudaFree(staging_);
     if (stream_) cudaStreamDestroy(stream_);
   }
   nccl_communicator(const nccl_communicator&) = delete;
@@ -87,19 +92,55 @@ class nccl_communicator final : public communicator {
   }
 
  protected:
+  // Device buffers go to NCCL as they are (the caller has drained the stream that wrote them:
+  // dist/flat_buffer.hpp). Host buffers — the training loop's scalars: iteration counters,
+  // loss checks, shape checks — are staged through a device buffer, since NCCL reads and writes
+  // device memory only; those collectives are blocking.
   void do_all_reduce_sum(void* data, std::size_t n, dtype t, const char* what) override {
+    if (!is_device_pointer(data)) {
+      const std::size_t bytes = n * dtype_size(t);
+      void* d = staging(bytes);
+      copy(d, data, bytes, cudaMemcpyHostToDevice, what);
+      detail::nccl_check(ncclAllReduce(d, d, n, type(t), ncclSum, comm_, stream_), what);
+      copy(data, d, bytes, cudaMemcpyDeviceToHost, what);
+      wait(what);
+      return;
+    }
     do_start_all_reduce_sum(data, n, t, what);
     wait(what);
   }
   void do_all_gather(const void* in, std::size_t n, void* out, dtype t, const char* what) override {
+    if (!is_device_pointer(in) || !is_device_pointer(out)) {
+      const std::size_t bytes = n * dtype_size(t);
+      auto* d = static_cast<char*>(staging(bytes * std::size_t(size_ + 1)));
+      copy(d, in, bytes, is_device_pointer(in) ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice, what);
+      detail::nccl_check(ncclAllGather(d, d + bytes, n, type(t), comm_, stream_), what);
+      copy(out, d + bytes, bytes * std::size_t(size_),
+           is_device_pointer(out) ? cudaMemcpyDeviceToDevice : cudaMemcpyDeviceToHost, what);
+      wait(what);
+      return;
+    }
     detail::nccl_check(ncclAllGather(in, out, n, type(t), comm_, stream_), what);
     wait(what);
   }
   void do_broadcast(void* data, std::size_t n, dtype t, int root, const char* what) override {
+    if (!is_device_pointer(data)) {
+      const std::size_t bytes = n * dtype_size(t);
+      void* d = staging(bytes);
+      copy(d, data, bytes, cudaMemcpyHostToDevice, what);
+      detail::nccl_check(ncclBroadcast(d, d, n, type(t), root, comm_, stream_), what);
+      copy(data, d, bytes, cudaMemcpyDeviceToHost, what);
+      wait(what);
+      return;
+    }
     detail::nccl_check(ncclBroadcast(data, data, n, type(t), root, comm_, stream_), what);
     wait(what);
   }
   void do_start_all_reduce_sum(void* data, std::size_t n, dtype t, const char* what) override {
+    if (!is_device_pointer(data)) {  // a host buffer: staged, so finished before returning
+      do_all_reduce_sum(data, n, t, what);
+      return;
+    }
     detail::nccl_check(ncclAllReduce(data, data, n, type(t), ncclSum, comm_, stream_), what);
   }
   void do_wait_all(const char* what) override { wait(what); }
@@ -109,6 +150,28 @@ class nccl_communicator final : public communicator {
   }
 
  private:
+  /// Device (or managed) memory? Host memory, registered or not, is staged.
+  static bool is_device_pointer(const void* p) {
+    cudaPointerAttributes a{};
+    if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+      (void)cudaGetLastError();  // older runtimes report plain host pointers as an error
+      return false;
+    }
+    return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
+  }
+  /// A device buffer of at least `bytes`, reused across calls.
+  void* staging(std::size_t bytes) {
+    if (bytes > staging_bytes_) {
+      if (staging_) detail::cuda_check(cudaFree(staging_), "cudaFree");
+      staging_ = nullptr;
+      detail::cuda_check(cudaMalloc(&staging_, bytes), "cudaMalloc (NCCL staging buffer)");
+      staging_bytes_ = bytes;
+    }
+    return staging_;
+  }
+  void copy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind, const char* what) {
+    detail::cuda_check(cudaMemcpyAsync(dst, src, bytes, kind, stream_), what);
+  }
   static ncclDataType_t type(dtype t) {
     switch (t) {
       case dtype::f32: return ncclFloat32;
@@ -143,6 +206,8 @@ class nccl_communicator final : public communicator {
   cudaStream_t stream_ = nullptr;
   ncclComm_t comm_ = nullptr;
   void* scratch_ = nullptr;
+  void* staging_ = nullptr;  ///< device copy of host buffers (see the protected section)
+  std::size_t staging_bytes_ = 0;
 };
 
 }  // namespace mscl::dist

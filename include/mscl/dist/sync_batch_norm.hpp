@@ -15,16 +15,16 @@
 
 namespace mscl::dist {
 
-/// ops::batch_norm_reducer over a (host-memory) communicator.
+/// ops::batch_norm_reducer over a communicator, in the communicator's memory: host (mpi; CPU
+/// tensors, and CUDA tensors staged through the host) or CUDA device memory (nccl; CUDA tensors
+/// only — a CPU batch-norm refuses it with a config_error).
 class communicator_bn_reducer final : public ops::batch_norm_reducer {
  public:
   explicit communicator_bn_reducer(std::shared_ptr<communicator> comm) : comm_(std::move(comm)) {
     MSCL_CHECK(comm_ != nullptr, value_error, "dist::communicator_bn_reducer: null communicator");
-    MSCL_CHECK(comm_->memory() == memory_kind::host, config_error,
-               "dist::communicator_bn_reducer: sync-BN of CPU tensors needs a host-memory communicator (mpi), got '"
-                   << comm_->name() << "'");
   }
   void all_reduce_sum(double* values, std::size_t n) override { comm_->all_reduce_sum(values, n, "sync-BN all-reduce"); }
+  bool reduces_device_memory() const override { return comm_->memory() == memory_kind::cuda_device; }
 
  private:
   std::shared_ptr<communicator> comm_;

@@ -50,6 +50,7 @@
 #include "../data/rawframes.hpp"
 #include "../data/samplers.hpp"
 #include "../dist/communicator.hpp"
+#include "../dist/tensor_collectives.hpp"
 #include "../dist/data_parallel.hpp"
 #include "../dist/gradient_buckets.hpp"
 #include "../dist/sync_batch_norm.hpp"

@@ -16,7 +16,8 @@
 /// calls made with grad mode enabled compute their batch statistics over every participating
 /// process — per-channel count, sum and centred sum of squares all-reduced in forward, the two
 /// per-channel gradient sums all-reduced in backward — exactly as PyTorch SyncBatchNorm (running
-/// variance from the global unbiased variance). Calls under no_grad (momentum key encoders,
+/// variance from the global unbiased variance); the CUDA backend does the same with its own
+/// kernels (backend/cuda/norm_pool.hpp). Calls under no_grad (momentum key encoders,
 /// which use shuffle-BN instead; feature extraction) keep per-process statistics. Without a
 /// reducer (the default) the code path is the single-process one, unchanged: one thread-local
 /// pointer test per call.
@@ -39,6 +40,10 @@ class batch_norm_reducer {
   virtual ~batch_norm_reducer() = default;
   /// values[i] <- sum over processes of values[i], in place (same n on every process).
   virtual void all_reduce_sum(double* values, std::size_t n) = 0;
+  /// Where `values` must live: false = host memory (MPI), true = CUDA device memory (NCCL). The
+  /// CUDA backend passes device buffers to a device reducer and stages through the host
+  /// otherwise; the CPU backend needs a host reducer.
+  virtual bool reduces_device_memory() const { return false; }
 };
 
 namespace detail {
@@ -213,6 +218,9 @@ tensor<T, B> batch_norm_impl(const tensor<T, B>& x, const tensor<T, B>& weight, 
   // Sync-BN: only with a reducer installed, batch statistics, and grad mode on (see the file comment).
   std::shared_ptr<batch_norm_reducer> reducer;
   if (batch_stats && current_batch_norm_reducer() && autograd::is_grad_enabled()) reducer = current_batch_norm_reducer();
+  MSCL_CHECK(!reducer || !reducer->reduces_device_memory(), config_error,
+             who << ": sync-BN of CPU tensors needs a reducer on host memory (an MPI communicator); the installed "
+                    "one works on CUDA device memory (NCCL)");
   double count = double(d.per_channel());  // elements per channel behind the statistics
 
   if (batch_stats) {

@@ -30,6 +30,7 @@
 #include <string>
 
 #include "../dist/communicator.hpp"
+#include "../dist/tensor_collectives.hpp"
 #include "../dist/data_parallel.hpp"
 #include "../dist/gradient_buckets.hpp"
 #include "../dist/sync_batch_norm.hpp"

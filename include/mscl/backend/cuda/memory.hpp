@@ -45,6 +45,10 @@ struct memory_ops {
     MSCL_CUDA_CHECK(cudaStreamSynchronize(stream()));
   }
 
+  /// Waits until every kernel and copy queued on the compute stream has finished (before work
+  /// on another stream, e.g. an NCCL collective, reads what they wrote).
+  static void synchronize() { MSCL_CUDA_CHECK(cudaStreamSynchronize(stream())); }
+
   /// dst (strides dst_strides) <- src (strides src_strides), both of `shape`, on the device.
   template <class T>
   static void copy_strided(const T* src, const shape_t& shape, const shape_t& src_strides, T* dst,

@@ -76,6 +76,146 @@ __global__ void double_to(const double* __restrict__ a, T* __restrict__ out, i64
   for (i64 i = i64(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += i64(blockDim.x) * gridDim.x) out[i] = T(a[i]);
 }
 
+// ------------------------------------------------------------------ sync-BN (ops/norm.hpp)
+// The device half of sync-BN, with the CPU's arithmetic (ops/norm.hpp detail::sync_bn_*):
+// local statistics in double -> the reducer's layout [n·m (c), M2 + n·m² (c), n (1)] -> all-
+// reduce (by the caller) -> global mean/invstd, running buffers, per-channel scale and shift;
+// backward: local Σg, Σg(x − mean) -> dweight, dbias from the LOCAL sums -> all-reduce -> dx
+// from the global sums. Layout of x: [n, c, s].
+
+/// Shifted sums per channel: s1[ch] += Σ(x − k), s2[ch] += Σ(x − k)² with k = x[0, ch, 0], a
+/// value of the channel, which keeps the one-pass variance accurate in double (the CPU shifts
+/// by the first sample's channel mean). Grid: (blocks per channel, c); s1, s2 zeroed.
+template <class T>
+__global__ void bn_shifted_sums(const T* __restrict__ x, double* __restrict__ s1, double* __restrict__ s2, i64 n, i64 c,
+                                i64 s) {
+  __shared__ double shared[32];
+  const i64 ch = blockIdx.y;
+  const double k0 = double(x[ch * s]);
+  double a = 0, b = 0;
+  const i64 per = n * s;
+  for (i64 k = i64(blockIdx.x) * blockDim.x + threadIdx.x; k < per; k += i64(blockDim.x) * gridDim.x) {
+    const double d = double(x[((k / s) * c + ch) * s + k % s]) - k0;
+    a += d;
+    b += d * d;
+  }
+  a = block_sum(a, shared);
+  b = block_sum(b, shared);
+  if (threadIdx.x == 0) {
+    atomicAdd(s1 + ch, a);
+    atomicAdd(s2 + ch, b);
+  }
+}
+
+/// In place: buf[0..c) = Σ(x−k), buf[c..2c) = Σ(x−k)² become n·m and M2 + n·m²; buf[2c] = n.
+template <class T>
+__global__ void bn_sync_local_statistics(const T* __restrict__ x, double* __restrict__ buf, i64 c, i64 s,
+                                         double local_n) {
+  for (i64 ch = i64(blockIdx.x) * blockDim.x + threadIdx.x; ch < c; ch += i64(blockDim.x) * gridDim.x) {
+    const double k0 = double(x[ch * s]);
+    const double s1 = buf[ch], s2 = buf[c + ch];
+    const double shift = s1 / local_n, m = k0 + shift;
+    const double m2 = fmax(s2 - s1 * shift, 0.0);
+    buf[ch] = local_n * m;
+    buf[c + ch] = m2 + local_n * m * m;
+    if (ch == 0) buf[2 * c] = local_n;
+  }
+}
+
+/// From the all-reduced buffer: mean, invstd (double, kept for backward), y = x·scale + shift
+/// coefficients (weight/bias null: 1/0), and the running-buffer update with the unbiased global
+/// variance (running_* null: no update).
+template <class T>
+__global__ void bn_sync_finalize(const double* __restrict__ buf, i64 c, double eps, const T* __restrict__ weight,
+                                 const T* __restrict__ bias, double* __restrict__ mean, double* __restrict__ invstd,
+                                 T* __restrict__ scale, T* __restrict__ shift, T* __restrict__ running_mean,
+                                 T* __restrict__ running_var, double momentum) {
+  for (i64 ch = i64(blockIdx.x) * blockDim.x + threadIdx.x; ch < c; ch += i64(blockDim.x) * gridDim.x) {
+    const double n = buf[2 * c], m = buf[ch] / n;
+    const double var = fmax(buf[c + ch] / n - m * m, 0.0), is = 1.0 / ::sqrt(var + eps);
+    const double w = weight ? double(weight[ch]) : 1.0, b = bias ? double(bias[ch]) : 0.0;
+    mean[ch] = m;
+    invstd[ch] = is;
+    scale[ch] = T(w * is);
+    shift[ch] = T(b - m * w * is);
+    if (running_mean) {
+      running_mean[ch] = T((1 - momentum) * double(running_mean[ch]) + momentum * m);
+      running_var[ch] = T((1 - momentum) * double(running_var[ch]) + momentum * var * n / (n - 1));
+    }
+  }
+}
+
+/// y = x·scale[ch] + shift[ch], then max(y, 0) when relu.
+template <class T>
+__global__ void bn_scale_shift(const T* __restrict__ x, const T* __restrict__ scale, const T* __restrict__ shift,
+                               T* __restrict__ y, i64 total, i64 c, i64 s, bool relu) {
+  for (i64 i = i64(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += i64(blockDim.x) * gridDim.x) {
+    const i64 ch = (i / s) % c;
+    const T v = x[i] * scale[ch] + shift[ch];
+    y[i] = relu && !(v > T(0)) ? T(0) : v;
+  }
+}
+
+/// Local gradient sums: sums[ch] += Σg, sums[c + ch] += Σg·(x − mean[ch]), g = dy masked by
+/// y > 0 when y is given (fused ReLU). Grid: (blocks per channel, c); sums zeroed.
+template <class T>
+__global__ void bn_sync_gradient_sums(const T* __restrict__ x, const T* __restrict__ y, const T* __restrict__ dy,
+                                      const double* __restrict__ mean, double* __restrict__ sums, i64 n, i64 c, i64 s) {
+  __shared__ double shared[32];
+  const i64 ch = blockIdx.y;
+  const double m = mean[ch];
+  double a = 0, b = 0;
+  const i64 per = n * s;
+  for (i64 k = i64(blockIdx.x) * blockDim.x + threadIdx.x; k < per; k += i64(blockDim.x) * gridDim.x) {
+    const i64 idx = ((k / s) * c + ch) * s + k % s;
+    const double g = (y && !(y[idx] > T(0))) ? 0.0 : double(dy[idx]);
+    a += g;
+    b += g * (double(x[idx]) - m);
+  }
+  a = block_sum(a, shared);
+  b = block_sum(b, shared);
+  if (threadIdx.x == 0) {
+    atomicAdd(sums + ch, a);
+    atomicAdd(sums + c + ch, b);
+  }
+}
+
+/// dbias = Σg and dweight = Σg(x − mean)·invstd from this process's sums (before the
+/// all-reduce: gradient averaging adds the processes' parts).
+template <class T>
+__global__ void bn_sync_parameter_grads(const double* __restrict__ sums, const double* __restrict__ invstd,
+                                        T* __restrict__ dweight, T* __restrict__ dbias, i64 c) {
+  for (i64 ch = i64(blockIdx.x) * blockDim.x + threadIdx.x; ch < c; ch += i64(blockDim.x) * gridDim.x) {
+    dbias[ch] = T(sums[ch]);
+    dweight[ch] = T(sums[c + ch] * invstd[ch]);
+  }
+}
+
+/// dx = k1·g + k2·(x − mean) + k3 per channel, with k1 = w·is, k2 = −w·is³·Σg(x−m)/n,
+/// k3 = −w·is·Σg/n from the global sums and count (global_n points at the count on the device).
+template <class T>
+__global__ void bn_sync_dx_coefficients(const double* __restrict__ mean, const double* __restrict__ invstd,
+                                        const T* __restrict__ weight, const double* __restrict__ sums,
+                                        const double* __restrict__ global_n, T* __restrict__ coef, i64 c) {
+  for (i64 ch = i64(blockIdx.x) * blockDim.x + threadIdx.x; ch < c; ch += i64(blockDim.x) * gridDim.x) {
+    const double n = *global_n, is = invstd[ch], w = weight ? double(weight[ch]) : 1.0;
+    coef[ch] = T(w * is);
+    coef[c + ch] = T(-w * is * is * is * sums[c + ch] / n);
+    coef[2 * c + ch] = T(-w * is * sums[ch] / n);
+    coef[3 * c + ch] = T(mean[ch]);
+  }
+}
+
+template <class T>
+__global__ void bn_sync_dx(const T* __restrict__ x, const T* __restrict__ y, const T* __restrict__ dy,
+                           const T* __restrict__ coef, T* __restrict__ dx, i64 total, i64 c, i64 s) {
+  for (i64 i = i64(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += i64(blockDim.x) * gridDim.x) {
+    const i64 ch = (i / s) % c;
+    const T g = (y && !(y[i] > T(0))) ? T(0) : dy[i];
+    dx[i] = coef[ch] * g + coef[c + ch] * (x[i] - coef[3 * c + ch]) + coef[2 * c + ch];
+  }
+}
+
 // ------------------------------------------------------------------ pooling
 
 /// Pooling geometry (backend/cpu/pool.hpp's pool3d_params, as plain values for the device).

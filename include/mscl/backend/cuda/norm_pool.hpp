@@ -8,10 +8,13 @@
 /// same per-channel reduction for any rank. The fused ReLU is applied in place after the
 /// normalisation and its mask is applied to the incoming gradient before cuDNN's backward.
 /// Evaluation mode uses cuDNN's inference kernel forward and norm_pool.cuh backward (cuDNN has
-/// no evaluation-mode backward).
+/// no evaluation-mode backward). Sync-BN (a reducer installed, ops/norm.hpp) has its own kernels
+/// in norm_pool.cuh with the CPU's arithmetic.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "../../ops/norm.hpp"
 #include "../../ops/pool.hpp"
@@ -32,6 +35,21 @@ inline std::shared_ptr<cudnnTensorStruct> make_tensor_desc() {
 
 inline kernels::pool_geom to_geom(const backend::cpu_kernels::pool3d_params& p) {
   return {p.planes, p.it, p.ih, p.iw, p.ot, p.oh, p.ow, p.kt, p.kh, p.kw, p.st, p.sh, p.sw, p.pt, p.ph, p.pw};
+}
+
+/// Sums a sync-BN buffer over the processes through the reducer: in place on the device when
+/// the reducer works on device memory (NCCL; the compute stream is drained first, the
+/// collective runs on the communicator's stream), otherwise through a host copy (MPI).
+inline void reduce_bn_sums(ops::batch_norm_reducer& reducer, tensor<double, cuda>& buf) {
+  const std::size_t n = std::size_t(buf.numel());
+  if (reducer.reduces_device_memory()) {
+    synchronize();
+    reducer.all_reduce_sum(buf.data(), n);
+    return;
+  }
+  std::vector<double> host = buf.to_vector();
+  reducer.all_reduce_sum(host.data(), n);
+  buf.copy_from(tensor<double, cuda>::from_vector(buf.shape(), host));
 }
 
 }  // namespace detail
@@ -66,6 +84,11 @@ struct norm_pool_ops {
                    << to_string(x.shape()));
     MSCL_CHECK(n * c * s < (index_t(1) << 31), shape_error, who << ": input " << to_string(x.shape())
                                                                 << " exceeds cuDNN's 32-bit element count");
+
+    // Sync-BN: as on the CPU, only with a reducer installed, batch statistics and grad mode on.
+    if (batch_stats && ops::current_batch_norm_reducer() && autograd::is_grad_enabled())
+      return sync_batch_norm(ops::current_batch_norm_reducer(), x, weight, bias, running_mean, running_var, training,
+                             momentum, eps, relu, n, c, s);
 
     const cudnnDataType_t type = detail::cudnn_type<T>();
     auto xd = detail::make_tensor_desc(), pd = detail::make_tensor_desc();
@@ -140,6 +163,82 @@ struct norm_pool_ops {
         MSCL_CUDA_CHECK_LAUNCH();
       }
       return std::vector<dtensor<T>>{gx ? dx : dtensor<T>(), gw ? dw : dtensor<T>(), gb ? db : dtensor<T>()};
+    });
+  }
+
+  /// Sync-BN on the device (norm_pool.cuh): cuDNN's batch-norm cannot take outside statistics,
+  /// so the statistics, normalisation and backward are this file's kernels; the two per-layer
+  /// all-reduces go through `reducer` in device memory (NCCL) or staged through the host (MPI).
+  template <class T>
+  static dtensor<T> sync_batch_norm(const std::shared_ptr<ops::batch_norm_reducer>& reducer, const dtensor<T>& x,
+                                    const dtensor<T>& weight, const dtensor<T>& bias, const dtensor<T>& running_mean,
+                                    const dtensor<T>& running_var, bool training, double momentum, double eps,
+                                    bool relu, index_t n, index_t c, index_t s) {
+    const dtensor<T> xc = detail::contiguous(x);
+    const dtensor<T> w = weight.defined() ? detail::contiguous(weight) : dtensor<T>();
+    const dtensor<T> b = bias.defined() ? detail::contiguous(bias) : dtensor<T>();
+    const unsigned per_channel_blocks = unsigned(std::min<index_t>((n * s + 255) / 256, 64));
+    const dim3 channel_grid(per_channel_blocks, unsigned(c));
+
+    dtensor<double> stats = dtensor<double>::zeros({2 * c + 1});  // [n·m, M2 + n·m², n]
+    kernels::bn_shifted_sums<<<channel_grid, 256, 0, stream()>>>(xc.data(), stats.data(), stats.data() + c, n, c, s);
+    MSCL_CUDA_CHECK_LAUNCH();
+    kernels::bn_sync_local_statistics<<<grid_for(c), 256, 0, stream()>>>(xc.data(), stats.data(), c, s, double(n * s));
+    MSCL_CUDA_CHECK_LAUNCH();
+    detail::reduce_bn_sums(*reducer, stats);
+
+    const bool update = training && running_mean.defined();
+    dtensor<T> rm = update ? detail::contiguous(running_mean) : dtensor<T>();
+    dtensor<T> rv = update ? detail::contiguous(running_var) : dtensor<T>();
+    dtensor<double> mean = dtensor<double>::empty({c}), invstd = dtensor<double>::empty({c});
+    dtensor<T> scale = dtensor<T>::empty({c}), shift = dtensor<T>::empty({c});
+    kernels::bn_sync_finalize<<<grid_for(c), 256, 0, stream()>>>(
+        stats.data(), c, eps, w.defined() ? w.data() : nullptr, b.defined() ? b.data() : nullptr, mean.data(),
+        invstd.data(), scale.data(), shift.data(), update ? rm.data() : nullptr, update ? rv.data() : nullptr,
+        momentum);
+    MSCL_CUDA_CHECK_LAUNCH();
+    if (update && !rm.same_as(running_mean)) {
+      dtensor<T> target = running_mean;
+      target.copy_from(rm);
+    }
+    if (update && !rv.same_as(running_var)) {
+      dtensor<T> target = running_var;
+      target.copy_from(rv);
+    }
+    dtensor<T> out = dtensor<T>::empty(x.shape());
+    kernels::bn_scale_shift<<<grid_for(out.numel()), 256, 0, stream()>>>(xc.data(), scale.data(), shift.data(),
+                                                                         out.data(), out.numel(), c, s, relu);
+    MSCL_CUDA_CHECK_LAUNCH();
+
+    if (!autograd::any_requires_grad({x, weight, bias})) return out;
+    const bool gx = x.requires_grad(), gw = weight.requires_grad(), gb = bias.requires_grad();
+    const dtensor<T> xs = xc.detach(), ys = relu ? out.detach() : dtensor<T>(), ws = w.defined() ? w.detach() : w;
+    const shape_t xshape = x.shape();
+    return autograd::record(out, relu ? "batch_norm_relu" : "batch_norm", {x, weight, bias}, [=](const dtensor<T>& g) {
+      const dtensor<T> gc = detail::contiguous(g);
+      const T* mask = relu ? ys.data() : nullptr;
+      dtensor<double> sums = dtensor<double>::zeros({2 * c});  // [Σg, Σg(x − mean)]
+      kernels::bn_sync_gradient_sums<<<channel_grid, 256, 0, stream()>>>(xs.data(), mask, gc.data(), mean.data(),
+                                                                         sums.data(), n, c, s);
+      MSCL_CUDA_CHECK_LAUNCH();
+      dtensor<T> dw = dtensor<T>::empty({c}), db = dtensor<T>::empty({c});
+      kernels::bn_sync_parameter_grads<<<grid_for(c), 256, 0, stream()>>>(sums.data(), invstd.data(), dw.data(),
+                                                                          db.data(), c);
+      MSCL_CUDA_CHECK_LAUNCH();
+      detail::reduce_bn_sums(*reducer, sums);  // every process makes this call, whatever it needs
+      dtensor<T> dx;
+      if (gx) {
+        dtensor<T> coef = dtensor<T>::empty({4 * c});
+        kernels::bn_sync_dx_coefficients<<<grid_for(c), 256, 0, stream()>>>(
+            mean.data(), invstd.data(), ws.defined() ? ws.data() : nullptr, sums.data(), stats.data() + 2 * c,
+            coef.data(), c);
+        MSCL_CUDA_CHECK_LAUNCH();
+        dx = dtensor<T>::empty(xshape);
+        kernels::bn_sync_dx<<<grid_for(dx.numel()), 256, 0, stream()>>>(xs.data(), mask, gc.data(), coef.data(),
+                                                                        dx.data(), dx.numel(), c, s);
+        MSCL_CUDA_CHECK_LAUNCH();
+      }
+      return std::vector<dtensor<T>>{dx, gw ? dw : dtensor<T>(), gb ? db : dtensor<T>()};
     });
   }
 
