@@ -15,9 +15,13 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
+#include <map>
 #include <iostream>
 #include <memory>
+#include <mscl/data/random_pair_source.hpp>
 #include <mscl/mscl.hpp>
+#include <mscl/train/pretrain.hpp>
 #include <mscl/ssl/mscl_objective.hpp>
 #include <mscl/testing/emulated_peer_reducer.hpp>
 #include <mscl/testing/scripted_peer_communicator.hpp>
@@ -667,4 +671,85 @@ TEST_CASE("cuda MoCo-RGB configuration of the MSCL objective matches cpu") {
   o.fixed_momentum = true;
   o.seed = 4;
   compare_mscl_steps(o, 200);
+}
+
+TEST_CASE("cuda trainer: train::pretrain with the cuda tag matches the cpu trainer, checkpoints, resumes on either backend") {
+  REQUIRE_GPU_OR_SKIP();
+  namespace fs = std::filesystem;
+  const auto o = mscl::testing::tiny_mscl_options(40);
+  auto source_options = [] {
+    mscl::data::random_pair_source<float, cpu>::options so;
+    so.batch = 4;
+    so.frames = 8;
+    so.size = 16;
+    so.prototypes = 6;
+    so.seed = 5;
+    return so;
+  };
+  const auto so = source_options();
+  mscl::data::random_pair_source<float, cpu> source_c(so);
+  mscl::data::random_pair_source<float, cuda> source_d({so.batch, so.frames, so.size, so.prototypes, so.noise, so.seed});
+  const std::string dir_c = (fs::temp_directory_path() / "mscl_cuda_trainer_cpu").string();
+  const std::string dir_d = (fs::temp_directory_path() / "mscl_cuda_trainer_gpu").string();
+  fs::remove_all(dir_c);
+  fs::remove_all(dir_d);
+  std::vector<std::map<std::string, double>> losses_c, losses_d;
+  auto options = [](const std::string& dir, std::vector<std::map<std::string, double>>* losses) {
+    mscl::train::pretrain_options po;
+    po.iterations = 2;
+    po.lr = 0.05;
+    po.clip_norm = 40;
+    po.log_every = 1;
+    po.checkpoint_every = 1;
+    po.progress = false;
+    po.out_dir = dir;
+    po.config_hash = "cuda-trainer-test";
+    po.on_step = [losses](long, const mscl::ssl::mscl_step_stats& st) {
+      losses->emplace_back(st.losses.begin(), st.losses.end());
+      return true;
+    };
+    return po;
+  };
+  mscl::ssl::mscl_objective<float, cpu> oc(o);
+  mscl::ssl::mscl_objective<float, cuda> od(o);
+  const auto rc = mscl::train::pretrain(oc, source_c, options(dir_c, &losses_c));
+  const auto rd = mscl::train::pretrain(od, source_d, options(dir_d, &losses_d));
+  REQUIRE(rc.last_iteration == 2);
+  REQUIRE(rd.last_iteration == 2);
+  REQUIRE(losses_c.size() == 2);
+  REQUIRE(losses_d.size() == 2);
+  // Step 1 starts from the same state and data: the cpu/cuda step tolerance. Step 2 carries one
+  // step's float32 drift (up to ~20x, see compare_mscl_steps).
+  for (std::size_t step = 0; step < 2; ++step)
+    for (const auto& [name, v] : losses_c[step]) {
+      const double got = losses_d[step].at(name), tol = (step == 0 ? 2e-4 : 4e-3) * std::max(1.0, std::fabs(v));
+      INFO("step " << step + 1 << ", " << name << ": cpu " << v << ", cuda " << got);
+      CHECK(std::fabs(v - got) <= tol);
+    }
+  CHECK(fs::exists(fs::path(dir_d) / "log.jsonl"));
+  CHECK(mscl::train::has_checkpoint(dir_d));
+  // The device run's checkpoint resumes on the device and on the CPU (checkpoints are host data).
+  for (bool on_cpu : {false, true}) {
+    INFO("resume on " << (on_cpu ? "cpu" : "cuda"));
+    std::vector<std::map<std::string, double>> more;
+    auto po = options(dir_d, &more);
+    po.iterations = 3;
+    po.resume = true;
+    po.checkpoint_every = 0;
+    po.out_dir = (fs::temp_directory_path() / (on_cpu ? "mscl_cuda_trainer_resume_cpu" : "mscl_cuda_trainer_resume_gpu")).string();
+    fs::remove_all(po.out_dir);
+    fs::copy(dir_d, po.out_dir, fs::copy_options::recursive);
+    mscl::train::pretrain_result r;
+    if (on_cpu) {
+      mscl::ssl::mscl_objective<float, cpu> fresh(o);
+      r = mscl::train::pretrain(fresh, source_c, po);
+    } else {
+      mscl::ssl::mscl_objective<float, cuda> fresh(o);
+      r = mscl::train::pretrain(fresh, source_d, po);
+    }
+    CHECK(r.first_iteration == 2);
+    CHECK(r.last_iteration == 3);
+    REQUIRE(more.size() == 1);
+    for (const auto& kv : more[0]) CHECK(std::isfinite(kv.second));
+  }
 }

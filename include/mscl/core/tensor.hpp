@@ -334,4 +334,17 @@ class tensor {
   std::shared_ptr<impl_type> impl_;
 };
 
+/// The values of `x` on backend `To` (contiguous, no autograd history): a transfer between host
+/// and device, or `x` itself (shared storage) when it already lives there; undefined stays
+/// undefined. What checkpoints use: they hold host tensors whatever the training backend.
+template <class To, class T, class From>
+tensor<T, To> on_backend(const tensor<T, From>& x) {
+  if constexpr (std::is_same_v<To, From>) {
+    return x;
+  } else {
+    if (!x.defined()) return tensor<T, To>();
+    return tensor<T, To>::from_vector(x.shape(), x.to_vector());
+  }
+}
+
 }  // namespace mscl

@@ -27,15 +27,19 @@ struct checkpoint {
   std::map<std::string, tensor<T>> tensors;
   std::map<std::string, std::vector<std::int64_t>> integers;  ///< small integer arrays (ages, pointers)
 
-  /// Adds a module's parameters and buffers under `prefix` (e.g. "model.").
-  void add_module(const std::string& prefix, const nn::module<T, cpu>& m) {
-    for (const auto& e : m.state_dict()) tensors[prefix + e.name] = e.value;
+  /// Adds a module's parameters and buffers under `prefix` (e.g. "model."), as host tensors
+  /// (a device module's values are copied to the host: checkpoints move between backends).
+  template <class B>
+  void add_module(const std::string& prefix, const nn::module<T, B>& m) {
+    for (const auto& e : m.state_dict()) tensors[prefix + e.name] = on_backend<cpu>(e.value);
   }
-  /// Copies the stored values back into a module (every entry must exist with its shape).
-  void restore_module(const std::string& prefix, nn::module<T, cpu>& m, const std::string& source) const {
+  /// Copies the stored values back into a module of any backend (every entry must exist with
+  /// its shape).
+  template <class B>
+  void restore_module(const std::string& prefix, nn::module<T, B>& m, const std::string& source) const {
     m.load_state([&](const std::string& name) {
       auto it = tensors.find(prefix + name);
-      return it == tensors.end() ? tensor<T>() : it->second;
+      return it == tensors.end() ? tensor<T, B>() : on_backend<B>(it->second);
     }, true, source);
   }
   const tensor<T>& at(const std::string& name, const std::string& source) const {

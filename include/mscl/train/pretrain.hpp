@@ -94,7 +94,7 @@ checkpoint<T> make_checkpoint(ssl::mscl_objective<T, B>& obj, optim::sgd<T, B>& 
   auto add_queue = [&](const std::string& name, const ssl::memory_queue<T, B>* q) {
     if (!q) return;
     const auto s = q->state();
-    ck.tensors["queue." + name] = s.buffer;
+    ck.tensors["queue." + name] = on_backend<cpu>(s.buffer);
     ck.integers["queue." + name + ".ages"] = s.ages;
     ck.integers["queue." + name + ".pointer"] = {s.pointer};
   };
@@ -102,7 +102,7 @@ checkpoint<T> make_checkpoint(ssl::mscl_objective<T, B>& obj, optim::sgd<T, B>& 
   add_queue("flow", obj.flow_queue.get());
   auto& bufs = opt.momentum_buffers();
   for (std::size_t i = 0; i < bufs.size(); ++i)
-    if (bufs[i].defined()) ck.tensors["optim.momentum." + std::to_string(i)] = bufs[i];
+    if (bufs[i].defined()) ck.tensors["optim.momentum." + std::to_string(i)] = on_backend<cpu>(bufs[i]);
   ck.state["samples_seen_rgb"] = obj.samples_seen_rgb();
   ck.state["samples_seen_flow"] = obj.samples_seen_flow();
   ck.state["config_hash"] = config_hash;
@@ -121,7 +121,7 @@ long restore_checkpoint(const checkpoint<T>& ck, ssl::mscl_objective<T, B>& obj,
   auto restore_queue = [&](const std::string& name, ssl::memory_queue<T, B>* q) {
     if (!q) return;
     ssl::memory_queue_state<T, B> s;
-    s.buffer = ck.at("queue." + name, src);
+    s.buffer = on_backend<B>(ck.at("queue." + name, src));
     auto it = ck.integers.find("queue." + name + ".ages");
     auto ip = ck.integers.find("queue." + name + ".pointer");
     MSCL_CHECK(it != ck.integers.end() && ip != ck.integers.end() && ip->second.size() == 1, io_error,
@@ -135,7 +135,7 @@ long restore_checkpoint(const checkpoint<T>& ck, ssl::mscl_objective<T, B>& obj,
   auto& bufs = opt.momentum_buffers();
   for (std::size_t i = 0; i < bufs.size(); ++i) {
     auto it = ck.tensors.find("optim.momentum." + std::to_string(i));
-    if (it != ck.tensors.end()) bufs[i] = it->second.clone();
+    if (it != ck.tensors.end()) bufs[i] = on_backend<B>(it->second).clone();
   }
   obj.set_samples_seen(ck.state.value("samples_seen_rgb", std::int64_t(0)), ck.state.value("samples_seen_flow", std::int64_t(0)));
   return ck.state.at("iteration").template get<long>();
