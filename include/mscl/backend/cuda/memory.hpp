@@ -83,14 +83,13 @@ namespace mscl {
 /// A device copy of a host tensor (no autograd history; contiguous).
 template <class T>
 tensor<T, cuda> to_device(const tensor<T, cpu>& x) {
-  const std::vector<T> v = x.to_vector();
-  return tensor<T, cuda>::from_vector(x.shape(), v);
+  return on_backend<cuda>(x);
 }
 
 /// A host copy of a device tensor (no autograd history; contiguous).
 template <class T>
 tensor<T, cpu> to_host(const tensor<T, cuda>& x) {
-  return tensor<T, cpu>::from_vector(x.shape(), x.to_vector());
+  return on_backend<cpu>(x);
 }
 
 /// Copies every parameter and buffer of `src` into `dst` (same architecture, any backends), in
