@@ -210,7 +210,24 @@ int main(int argc, char** argv) {
     for (const auto& seed : seeds)
       md << "![MSCL seed " << seed << "](curves_mscl_seed" << seed << ".png)\n![MoCo-RGB seed " << seed << "](curves_moco_seed" << seed
          << ".png)\n\n";
-    md << "Chance levels: a clip-level term with queue K and batch B has ln(K + B) at chance; LMCL ln 8.\n\n";
+    md << "Chance levels: a clip-level term with queue K and batch B has ln(K + B) at chance; LMCL ln 8.";
+    {  // terms the MSCL run weighs 0 are still computed and logged: say so, or their curves mislead
+      const fs::path cfg = root / ("seed" + seeds.front()) / "mscl" / "config.json";
+      std::string unweighted;
+      if (fs::exists(cfg)) {
+        const json c = read_json(cfg);
+        for (const auto& [key, term] : std::vector<std::pair<std::string, std::string>>{
+                 {"w_rgb", "loss_cls"}, {"w_flow", "loss_cls_flow"}, {"w_flow_aug", "loss_cls_flow_aug"},
+                 {"w_mx", "loss_cls_mx"}, {"w_mx_aug", "loss_cls_mx_aug"}, {"w_mx_r", "loss_cls_mx_r"},
+                 {"w_mx_r_aug", "loss_cls_mx_r_aug"}, {"w_pos", "loss_pos"}})
+          if (c.contains(key) && c.at(key).is_number() && c.at(key).get<double>() == 0.0)
+            unweighted += (unweighted.empty() ? "" : ", ") + term;
+      }
+      if (!unweighted.empty())
+        md << " Weighed 0 in the MSCL run's config.json, so logged but not trained (their curves may drift above chance): "
+           << unweighted << ".";
+      md << "\n\n";
+    }
     md << "## Retrieval pictures (seed " << seeds.front() << ")\n\n"
        << "Each row: a test query (left) and its five nearest training videos, green when the class matches.\n\n";
     for (const char* m : {"mscl", "moco", "random"}) {
