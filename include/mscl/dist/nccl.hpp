@@ -98,12 +98,8 @@ class nccl_communicator final : public communicator {
   // device memory only; those collectives are blocking.
   void do_all_reduce_sum(void* data, std::size_t n, dtype t, const char* what) override {
     if (!is_device_pointer(data)) {
-      const std::size_t bytes = n * dtype_size(t);
-      void* d = staging(bytes);
-      copy(d, data, bytes, cudaMemcpyHostToDevice, what);
-      detail::nccl_check(ncclAllReduce(d, d, n, type(t), ncclSum, comm_, stream_), what);
-      copy(data, d, bytes, cudaMemcpyDeviceToHost, what);
-      wait(what);
+      in_place_on_staging(data, n * dtype_size(t), what,
+                          [&](void* d) { return ncclAllReduce(d, d, n, type(t), ncclSum, comm_, stream_); });
       return;
     }
     do_start_all_reduce_sum(data, n, t, what);
@@ -125,12 +121,8 @@ class nccl_communicator final : public communicator {
   }
   void do_broadcast(void* data, std::size_t n, dtype t, int root, const char* what) override {
     if (!is_device_pointer(data)) {
-      const std::size_t bytes = n * dtype_size(t);
-      void* d = staging(bytes);
-      copy(d, data, bytes, cudaMemcpyHostToDevice, what);
-      detail::nccl_check(ncclBroadcast(d, d, n, type(t), root, comm_, stream_), what);
-      copy(data, d, bytes, cudaMemcpyDeviceToHost, what);
-      wait(what);
+      in_place_on_staging(data, n * dtype_size(t), what,
+                          [&](void* d) { return ncclBroadcast(d, d, n, type(t), root, comm_, stream_); });
       return;
     }
     detail::nccl_check(ncclBroadcast(data, data, n, type(t), root, comm_, stream_), what);
@@ -171,6 +163,16 @@ class nccl_communicator final : public communicator {
   }
   void copy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind, const char* what) {
     detail::cuda_check(cudaMemcpyAsync(dst, src, bytes, kind, stream_), what);
+  }
+  /// An in-place collective on a host buffer: copied to the staging buffer, `op(device copy)`
+  /// enqueued, copied back, awaited.
+  template <class Op>
+  void in_place_on_staging(void* host, std::size_t bytes, const char* what, Op&& op) {
+    void* d = staging(bytes);
+    copy(d, host, bytes, cudaMemcpyHostToDevice, what);
+    detail::nccl_check(op(d), what);
+    copy(host, d, bytes, cudaMemcpyDeviceToHost, what);
+    wait(what);
   }
   static ncclDataType_t type(dtype t) {
     switch (t) {

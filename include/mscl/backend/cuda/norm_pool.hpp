@@ -37,6 +37,15 @@ inline kernels::pool_geom to_geom(const backend::cpu_kernels::pool3d_params& p) 
   return {p.planes, p.it, p.ih, p.iw, p.ot, p.oh, p.ow, p.kt, p.kh, p.kw, p.st, p.sh, p.sw, p.pt, p.ph, p.pw};
 }
 
+/// Running buffers are updated in a contiguous copy when the caller's are strided views: this
+/// writes the copy back (nothing to do when `updated` is the caller's tensor itself).
+template <class T>
+void write_back(const tensor<T, cuda>& target, const tensor<T, cuda>& updated) {
+  if (updated.same_as(target)) return;
+  tensor<T, cuda> t = target;
+  t.copy_from(updated);
+}
+
 /// Sums a sync-BN buffer over the processes through the reducer: in place on the device when
 /// the reducer works on device memory (NCCL; the compute stream is drained first, the
 /// collective runs on the communicator's stream), otherwise through a host copy (MPI).
@@ -112,13 +121,9 @@ struct norm_pool_ops {
           h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, xd.get(), xc.data(), xd.get(), out.data(), pd.get(), w.data(),
           b.data(), momentum, update ? rm.data() : nullptr, update ? rv.data() : nullptr, eps, mean.data(),
           invstd.data()));
-      if (update && !rm.same_as(running_mean)) {
-        dtensor<T> target = running_mean;
-        target.copy_from(rm);
-      }
-      if (update && !rv.same_as(running_var)) {
-        dtensor<T> target = running_var;
-        target.copy_from(rv);
+      if (update) {
+        detail::write_back(running_mean, rm);
+        detail::write_back(running_var, rv);
       }
     } else {
       const dtensor<T> rm = detail::contiguous(running_mean), rv = detail::contiguous(running_var);
@@ -197,13 +202,9 @@ struct norm_pool_ops {
         invstd.data(), scale.data(), shift.data(), update ? rm.data() : nullptr, update ? rv.data() : nullptr,
         momentum);
     MSCL_CUDA_CHECK_LAUNCH();
-    if (update && !rm.same_as(running_mean)) {
-      dtensor<T> target = running_mean;
-      target.copy_from(rm);
-    }
-    if (update && !rv.same_as(running_var)) {
-      dtensor<T> target = running_var;
-      target.copy_from(rv);
+    if (update) {
+      detail::write_back(running_mean, rm);
+      detail::write_back(running_var, rv);
     }
     dtensor<T> out = dtensor<T>::empty(x.shape());
     kernels::bn_scale_shift<<<grid_for(out.numel()), 256, 0, stream()>>>(xc.data(), scale.data(), shift.data(),
