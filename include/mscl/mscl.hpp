@@ -64,10 +64,9 @@
 #include "eval/linear_probe.hpp"
 #include "ops/dropout.hpp"
 #include "eval/classification.hpp"
-// fine-tuning reads rawframes JPEGs: only with libjpeg-turbo (target mscl::jpeg)
-#if defined(MSCL_WITH_JPEG) && MSCL_WITH_JPEG
+// the fine-tuning loop; its rawframes sources (eval/rawframes_sources.hpp) come with it in builds
+// with libjpeg-turbo (target mscl::jpeg)
 #include "eval/finetune.hpp"
-#endif
 #include "eval/gradcam.hpp"
 #if defined(MSCL_WITH_CUDA) && defined(__CUDACC__)
 #include "backend/cuda/cuda.hpp"

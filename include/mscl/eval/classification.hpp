@@ -160,7 +160,7 @@ index_t load_module_from(nn::module<T, B>& m, const io::safetensors_file& file,
     auto it = model_to_file.find(name);
     if (it == model_to_file.end()) return tensor<T, B>();
     ++n;
-    return file.template get<T>(it->second);
+    return on_backend<B>(file.template get<T>(it->second));
   }, true, source);
   return n;
 }
@@ -270,7 +270,7 @@ score_table average_view_scores(const tensor<T, B>& logits, index_t views, score
                  << (logits.defined() ? mscl::to_string(logits.shape()) : std::string("undefined")));
   MSCL_CHECK(views > 0 && logits.size(0) % views == 0, shape_error,
              "average_view_scores: " << logits.size(0) << " rows are not a multiple of " << views << " views per video");
-  const tensor<T, B> l = logits.is_contiguous() ? logits : logits.clone();
+  const tensor<T, cpu> l = on_backend<cpu>(logits.is_contiguous() ? logits : logits.clone());  // read on the host
   score_table out;
   out.rows = logits.size(0) / views;
   out.classes = logits.size(1);
@@ -410,7 +410,7 @@ evaluation_result evaluate(video_classifier<T, B>& clf, const Source& source, in
   res.scores.values.reserve(std::size_t(n * clf.num_classes()));
   for (index_t b = 0; b < n; b += videos_per_batch) {
     const index_t e = std::min(n, b + videos_per_batch);
-    std::vector<tensor<T, B>> clips(std::size_t(e - b));
+    std::vector<tensor<T, cpu>> clips(std::size_t(e - b));  // read and decoded on the host
     std::vector<std::string> errors(clips.size());
 #pragma omp parallel for schedule(dynamic) if (parallel_read)
     for (index_t i = b; i < e; ++i) {
@@ -425,7 +425,7 @@ evaluation_result evaluate(video_classifier<T, B>& clf, const Source& source, in
       MSCL_CHECK(clips[k].dim() == 5 && clips[k].size(0) == V, shape_error,
                  "evaluate: video " << b + index_t(k) << " gave views of shape " << mscl::to_string(clips[k].shape()) << ", expected "
                                     << V << "×3×T×H×W");
-    const tensor<T, B> x = clips.size() == 1 ? clips.front() : ops::cat(clips, 0);
+    const tensor<T, B> x = on_backend<B>(clips.size() == 1 ? clips.front() : ops::cat(clips, 0));
     const score_table part = average_view_scores(clf.forward(x), V, how);
     res.scores.values.insert(res.scores.values.end(), part.values.begin(), part.values.end());
     for (index_t i = b; i < e; ++i) res.labels.push_back(source.label(i));

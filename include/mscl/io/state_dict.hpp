@@ -45,9 +45,9 @@ load_report load_state_dict(nn::module<T, B>& module, const std::string& path, c
                                     << " but model entry '" << e.name << "' expects " << mscl::to_string(e.value.shape()));
     if (e.is_integer) {
       const auto v = file.get_int64(it->second);
-      for (std::size_t i = 0; i < v.size(); ++i) e.value.data()[i] = T(v[i]);
+      e.value.copy_from(tensor<T, B>::from_vector(e.value.shape(), std::vector<T>(v.begin(), v.end())));
     } else {
-      e.value.copy_from(file.template get<T>(it->second));
+      e.value.copy_from(on_backend<B>(file.template get<T>(it->second)));
     }
     used.insert(e.name);
     report.loaded.push_back(e.name);
@@ -73,7 +73,7 @@ void save_state_dict(const nn::module<T, B>& module, const std::string& path,
       for (const T x : e.value.to_vector()) v.push_back(std::int64_t(x));
       w.add_int64(e.name, v, e.value.shape());
     } else {
-      w.add(e.name, e.value);
+      w.add(e.name, on_backend<cpu>(e.value));  // device tensors are written from a host copy
     }
   }
   w.set_metadata("format", "pt");
