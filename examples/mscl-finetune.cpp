@@ -2,7 +2,7 @@
 // on an MMAction2 rawframes dataset, with the test protocol of ECOSYSTEM.md §2.2 at the end.
 //
 //   mscl-finetune --config configs/finetune_small_cpu.json [--set key=value ...] [--init CKPT]
-//                 [--out DIR] [--resume] [--print-config]
+//                 [--out DIR] [--resume] [--print-config] [--device cpu|cuda]
 //
 // --init takes a pretraining checkpoint (mscl-pretrain's ckpt-*.safetensors: the RGB query
 // backbone "model.rgb_q.backbone." is transferred), an MSCL release / MMAction2 / torchvision
@@ -14,6 +14,9 @@
 // Data parallel: `mpirun -np W mscl-finetune ...` (or srun) runs W ranks; "batch" is then per
 // rank (global batch W x batch; reference_batch scales the lr to the global batch), BatchNorm is
 // synchronised over ranks unless --set sync_bn=false, and only rank 0 writes (docs/distributed.md).
+//
+// --device cuda (builds with MSCL_WITH_CUDA): the classifier trains and is evaluated on the GPU;
+// clips are decoded and augmented on the host as before and copied to the device per batch.
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -22,6 +25,11 @@
 #include <mscl/eval/classification.hpp>
 #include <mscl/eval/finetune.hpp>
 #include <mscl/train/config.hpp>
+
+#include "cuda/cuda_placement.hpp"
+#if MSCL_PROGRAMS_WITH_CUDA
+#include "cuda/finetune_on_cuda.hpp"
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -58,7 +66,8 @@ json default_config() {
 
 const char* usage =
     "usage: mscl-finetune [--config FILE.json] [--set key=value ...] [--init CKPT.safetensors] [--out DIR]\n"
-    "                     [--resume] [--print-config] [--dist auto|mpi|none] [--dist-timeout S]\n"
+    "                     [--resume] [--print-config] [--dist auto|mpi|nccl|none] [--dist-timeout S]\n"
+    "                     [--device cpu|cuda]\n"
     "Fine-tunes (or, without --init, trains from scratch) an R3D classifier on MMAction2 rawframes\n"
     "(train_root/train_list, test_root/test_list), then evaluates with the test protocol\n"
     "(test_clips clips x test_crop crops, scores averaged as `average`). --print-config lists every key\n"
@@ -67,7 +76,9 @@ const char* usage =
     "model.safetensors metrics.json confusion.png.\n"
     "Data parallel: mpirun -np W mscl-finetune ... ('batch' is per rank; BN synchronised over ranks unless\n"
     "--set sync_bn=false). --dist auto|mpi|none (auto: MPI when started by mpirun/srun), --dist-timeout S:\n"
-    "a collective waiting longer than S seconds aborts the job (default $MSCL_DIST_TIMEOUT or 300).\n";
+    "a collective waiting longer than S seconds aborts the job (default $MSCL_DIST_TIMEOUT or 300); --dist nccl\n"
+    "(with --device cuda): MPI starts the ranks, NCCL carries the collectives.\n"
+    "--device cuda: train and evaluate on the GPU (local rank modulo the GPU count); clips are read on the host.\n";
 
 }  // namespace
 
@@ -76,7 +87,7 @@ int main(int argc, char** argv) {
   try {
     json cfg = default_config();
     bool resume = false, print_only = false;
-    std::string dist_mode = "auto";
+    std::string dist_mode = "auto", device = "cpu";
     double dist_timeout = 0;
     for (int i = 1; i < argc; ++i) {
       const std::string k = argv[i];
@@ -102,6 +113,10 @@ int main(int argc, char** argv) {
         print_only = true;
       } else if (k == "--dist") {
         dist_mode = value();
+      } else if (k == "--device") {
+        device = value();
+        MSCL_CHECK(device == "cpu" || device == "cuda", mscl::config_error,
+                   "mscl-finetune: --device expects cpu or cuda, got '" << device << "'");
       } else if (k == "--dist-timeout") {
         dist_timeout = std::stod(value());
         MSCL_CHECK(dist_timeout > 0, mscl::config_error, "mscl-finetune: --dist-timeout must be positive");
@@ -109,7 +124,13 @@ int main(int argc, char** argv) {
         throw mscl::config_error("mscl-finetune: unknown option " + k + " (see --help)");
       }
     }
-    comm = mscl::dist::communicator_for(dist_mode, &argc, &argv, dist_timeout, "mscl-finetune");
+    const bool nccl = dist_mode == "nccl";
+    MSCL_CHECK(!nccl || device == "cuda", mscl::config_error, "mscl-finetune: --dist nccl needs --device cuda");
+#if !MSCL_PROGRAMS_WITH_CUDA
+    MSCL_CHECK(device != "cuda", mscl::config_error,
+               "mscl-finetune: --device cuda needs a build with the CUDA backend (configure with -DMSCL_WITH_CUDA=ON)");
+#endif
+    comm = mscl::dist::communicator_for(nccl ? "mpi" : dist_mode, &argc, &argv, dist_timeout, "mscl-finetune");
     const int rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
     const bool lead = rank == 0;
     if (print_only) {
@@ -230,8 +251,30 @@ int main(int argc, char** argv) {
               << " parameters), " << num_classes << " classes, " << train.size() << " train / "
               << (test ? test->size() : 0) << " test videos, batch " << fo.batch << " x " << world << " rank(s), " << fo.epochs << " epochs ("
               << train.size() / (fo.batch * world) << " iterations each), lr " << fo.lr << " (" << fo.schedule << "), config "
-              << fo.config_hash << " -> " << fo.out_dir << "\n";
-    const auto res = mscl::eval::finetune(clf, train, test.get(), fo);
+              << fo.config_hash << " -> " << fo.out_dir << " on " << device << "\n";
+    mscl::eval::finetune_result res;
+    if (device == "cuda") {
+#if MSCL_PROGRAMS_WITH_CUDA
+      mscl::programs::cuda_placement where;
+      where.local_rank = mscl::dist::local_rank_from_launcher();
+      where.nccl = nccl;
+      where.announce = [&](const std::string& line) { std::cerr << "mscl-finetune: rank " << rank << ": " << line << "\n"; };
+      mscl::programs::host_train_source host_train;
+      host_train.videos = train.size();
+      host_train.label_of = [&](mscl::index_t i) { return train.label(i); };
+      host_train.sample_of = [&](mscl::index_t i, mscl::generator& gen) { return train.sample(i, gen); };
+      mscl::programs::host_test_source host_test;
+      if (test) {
+        host_test.videos = test->size();
+        host_test.views_each = test->views_per_video();
+        host_test.label_of = [&](mscl::index_t i) { return test->label(i); };
+        host_test.views_of = [&](mscl::index_t i) { return test->views(i); };
+      }
+      res = mscl::programs::finetune_on_cuda(clf, host_train, test ? &host_test : nullptr, fo, where);
+#endif
+    } else {
+      res = mscl::eval::finetune(clf, train, test.get(), fo);
+    }
     json out = {{"iterations", res.last_iteration}, {"first_iteration", res.first_iteration}, {"wall_s", res.seconds},
                 {"data_wait_s", res.data_seconds}, {"eval_s", res.eval_seconds}, {"threads", cfg.at("threads")},
                 {"out_dir", fo.out_dir}};

@@ -1,13 +1,17 @@
 // mscl-pretrain: MSCL (or, with the motion parts switched off, MoCo-RGB) pretraining.
 //
 //   mscl-pretrain [--config configs/small_cpu.json] [--set key=value ...] [--out DIR] [--resume]
-//                 [--print-config]
+//                 [--print-config] [--device cpu|cuda]
 //
 // Every key of the configuration (see --print-config) can be overridden with --set. The data
 // source is "random_pairs" (synthetic views of random prototypes: a learnable stand-in) or
 // "rawframes" (MMAction2 rawframes + flow JPEGs + optional MDS sample file through the prefetching
 // loader; keys data_root, annotation_file, flow_root, samples_file, workers, queue_depth, ...). Writes DIR/log.jsonl, DIR/ckpt-*.safetensors,
 // DIR/latest.json and DIR/config.json; --resume continues exactly from the latest checkpoint.
+//
+// --device cuda (builds with MSCL_WITH_CUDA): the objective and the training step run on the GPU;
+// batches are built on the host as before and copied to the device. Checkpoints hold host tensors,
+// so a run resumes on either device (the device is not part of the configuration's hash).
 //
 // Data parallel: `mpirun -np W mscl-pretrain ...` (or `srun`) runs W ranks; "batch" is then the
 // per-rank batch, the global batch is W·batch (lr scaling and the config hash use it, so a run
@@ -21,6 +25,8 @@
 #include <mscl/mscl.hpp>
 #include <mscl/train/config.hpp>
 #include <mscl/train/pretrain.hpp>
+
+#include "cuda/pretrain_on_cuda.hpp"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -31,7 +37,7 @@ int main(int argc, char** argv) {
   try {
     json cfg = mscl::train::default_pretrain_config();
     bool resume = false, print_only = false;
-    std::string dist_mode = "auto";
+    std::string dist_mode = "auto", device = "cpu";
     double dist_timeout = 0;
     for (int i = 1; i < argc; ++i) {
       const std::string k = argv[i];
@@ -41,12 +47,14 @@ int main(int argc, char** argv) {
       };
       if (k == "--help" || k == "-h") {
         std::cout << "usage: mscl-pretrain [--config FILE.json] [--set key=value ...] [--out DIR] [--resume] "
-                     "[--print-config]\n"
+                     "[--print-config] [--device cpu|cuda]\n"
                      "Presets: --set flow_moco=false --set cross_modal=false --set lmcl=false --set fra=false gives the\n"
                      "MoCo-RGB baseline. --print-config lists every key with its current value.\n"
                      "Data parallel: mpirun -np W mscl-pretrain ... ('batch' is per rank). --dist auto|mpi|none (auto:\n"
                      "MPI when started by mpirun/srun), --dist-timeout S: a collective waiting longer than S seconds\n"
-                     "for a dead or stuck peer ends the job with an error (default $MSCL_DIST_TIMEOUT or 300).\n";
+                     "for a dead or stuck peer ends the job with an error (default $MSCL_DIST_TIMEOUT or 300); --dist nccl\n"
+                     "(with --device cuda): MPI starts the ranks, NCCL carries the collectives.\n"
+                     "--device cuda: train on the GPU (local rank modulo the GPU count); batches are built on the host.\n";
         return 0;
       } else if (k == "--config") {
         const std::string path = value();
@@ -61,6 +69,10 @@ int main(int argc, char** argv) {
         print_only = true;
       } else if (k == "--dist") {
         dist_mode = value();
+      } else if (k == "--device") {
+        device = value();
+        MSCL_CHECK(device == "cpu" || device == "cuda", mscl::config_error,
+                   "mscl-pretrain: --device expects cpu or cuda, got '" << device << "'");
       } else if (k == "--dist-timeout") {
         dist_timeout = std::stod(value());
         MSCL_CHECK(dist_timeout > 0, mscl::config_error, "mscl-pretrain: --dist-timeout must be positive");
@@ -68,7 +80,13 @@ int main(int argc, char** argv) {
         throw mscl::config_error("mscl-pretrain: unknown option " + k + " (see --help)");
       }
     }
-    comm = mscl::dist::communicator_for(dist_mode, &argc, &argv, dist_timeout, "mscl-pretrain");
+    const bool nccl = dist_mode == "nccl";
+    MSCL_CHECK(!nccl || device == "cuda", mscl::config_error, "mscl-pretrain: --dist nccl needs --device cuda");
+#if !MSCL_PROGRAMS_WITH_CUDA
+    MSCL_CHECK(device != "cuda", mscl::config_error,
+               "mscl-pretrain: --device cuda needs a build with the CUDA backend (configure with -DMSCL_WITH_CUDA=ON)");
+#endif
+    comm = mscl::dist::communicator_for(nccl ? "mpi" : dist_mode, &argc, &argv, dist_timeout, "mscl-pretrain");
     const int rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
     const bool lead = rank == 0;
     if (print_only) {
@@ -140,14 +158,31 @@ int main(int argc, char** argv) {
       if (!(resume && mscl::train::has_checkpoint(topts.out_dir)))
         mscl::io::write_file_atomic(topts.out_dir + "/config.json", cfg.dump(2) + "\n");
     }
-    mscl::ssl::mscl_objective<float> objective(mopts);
-    if (lead)
-      std::cerr << "mscl-pretrain: " << (mopts.uses_flow() ? "MSCL" : "MoCo-RGB") << " objective, "
-                << objective.trainable_parameters().size() << " trainable tensors, batch " << so.batch
-                << (world > 1 ? " per rank x " + std::to_string(world) + " ranks" : std::string()) << ", "
-                << topts.iterations << " iterations, lr " << topts.lr << ", config " << topts.config_hash << " -> "
-                << topts.out_dir << "\n";
-    const auto res = loader ? mscl::train::pretrain(objective, *loader, topts) : mscl::train::pretrain(objective, source, topts);
+    auto announce = [&](std::size_t trainable_tensors) {
+      if (lead)
+        std::cerr << "mscl-pretrain: " << (mopts.uses_flow() ? "MSCL" : "MoCo-RGB") << " objective on " << device << ", "
+                  << trainable_tensors << " trainable tensors, batch " << so.batch
+                  << (world > 1 ? " per rank x " + std::to_string(world) + " ranks" : std::string()) << ", "
+                  << topts.iterations << " iterations, lr " << topts.lr << ", config " << topts.config_hash << " -> "
+                  << topts.out_dir << "\n";
+    };
+    mscl::train::pretrain_result res;
+    if (device == "cuda") {
+#if MSCL_PROGRAMS_WITH_CUDA
+      mscl::programs::cuda_placement where;
+      where.local_rank = mscl::dist::local_rank_from_launcher();
+      where.nccl = nccl;
+      where.announce = [&](const std::string& line) { std::cerr << "mscl-pretrain: rank " << rank << ": " << line << "\n"; };
+      const std::function<mscl::ssl::mscl_batch<float, mscl::cpu>(long)> host_batch = [&](long it) {
+        return loader ? loader->batch(it) : source.batch(it);
+      };
+      res = mscl::programs::pretrain_on_cuda(mopts, host_batch, topts, where, announce);
+#endif
+    } else {
+      mscl::ssl::mscl_objective<float> objective(mopts);
+      announce(objective.trainable_parameters().size());
+      res = loader ? mscl::train::pretrain(objective, *loader, topts) : mscl::train::pretrain(objective, source, topts);
+    }
     if (loader && lead) {
       const auto ls = loader->stats();
       std::cerr << "mscl-pretrain: loader waited " << ls.wait_seconds << " s over " << ls.batches << " batches; "

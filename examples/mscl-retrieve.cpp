@@ -6,6 +6,8 @@
 //   mscl-retrieve --checkpoint RUN_DIR_OR_FILE --root DATA [--json out.json] [--grid out.png]
 //   mscl-retrieve --random-init --depth 10 --width 16 --root DATA      (the untrained floor)
 //
+// --device cuda (builds with MSCL_WITH_CUDA): the backbone runs on the GPU; frames are read on the host.
+//
 // Build: examples/CMakeLists.txt makes every examples/*.cpp a program (needs MSCL_WITH_JPEG).
 #include <algorithm>
 #include <chrono>
@@ -27,6 +29,11 @@
 #include <mscl/io/atomic_file.hpp>
 #include <mscl/io/npy.hpp>
 #include <mscl/viz/canvas.hpp>
+
+#include "cuda/cuda_placement.hpp"
+#if MSCL_PROGRAMS_WITH_CUDA
+#include "cuda/features_on_cuda.hpp"
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -45,6 +52,7 @@ const char* usage =
     "         [--normalize imagenet|none] [--centering gallery|per-set|none] [--no-l2] [--ks 1,5,10,20,50]\n"
     "         [--batch B] [--threads P] [--cache DIR] [--json OUT.json] [--linear-probe] [--probe-l2 L]\n"
     "         [--grid OUT.png] [--grid-queries Q] [--limit-train N] [--limit-test N] [--quiet]\n"
+    "         [--device cpu|cuda]\n"
     "\n"
     "Weights: --checkpoint takes a pretraining output directory (latest.json) or checkpoint file and\n"
     "  loads the RGB query backbone under --prefix (default model.rgb_q.backbone.); --weights takes\n"
@@ -67,7 +75,8 @@ const char* usage =
     "--linear-probe: multinomial logistic regression (L2 --probe-l2, default 1e-3) on the standardised\n"
     "  gallery features, top-1 on the queries.\n"
     "--grid: PNG of --grid-queries (default 6) evenly spaced queries, each with its top-5 gallery\n"
-    "  neighbours (middle frame; green border = same class, red = other).\n";
+    "  neighbours (middle frame; green border = same class, red = other).\n"
+    "--device cuda: the backbone runs on the GPU (builds with the CUDA backend); frames are read on the host.\n";
 
 struct args_t {
   std::string checkpoint, prefix = mscl::eval::k_pretrain_rgb_backbone_prefix, weights, key_map;
@@ -87,6 +96,7 @@ struct args_t {
   double probe_l2 = 1e-3;
   long limit_train = 0, limit_test = 0;
   bool quiet = false;
+  std::string device = "cpu";
 };
 
 std::vector<int> parse_ks(const std::string& s) {
@@ -141,6 +151,14 @@ args_t parse(int argc, char** argv) {
     else if (k == "--key-map") a.key_map = v;
     else if (k == "--seed") a.seed = std::uint64_t(parse_long(k, v, 0));
     else if (k == "--root") a.root = v;
+    else if (k == "--device") {
+      MSCL_CHECK(v == "cpu" || v == "cuda", mscl::config_error, "mscl-retrieve: --device expects cpu or cuda, got '" << v << "'");
+#if !MSCL_PROGRAMS_WITH_CUDA
+      MSCL_CHECK(v != "cuda", mscl::config_error,
+                 "mscl-retrieve: --device cuda needs a build with the CUDA backend (configure with -DMSCL_WITH_CUDA=ON)");
+#endif
+      a.device = v;
+    }
     else if (k == "--train-list") a.train_list = v;
     else if (k == "--test-list") a.test_list = v;
     else if (k == "--class-index") a.class_index = v;
@@ -352,11 +370,27 @@ int main(int argc, char** argv) {
       eo.batch_clips = a.batch;
       eo.progress = !a.quiet;
       eo.label = "gallery";
-      auto t0 = std::chrono::steady_clock::now();
-      gf = ev::extract_rawframes_features(*net, a.root, gallery, a.clips, eo);
-      auto t1 = std::chrono::steady_clock::now();
-      eo.label = "query";
-      qf = ev::extract_rawframes_features(*net, a.root, query, a.clips, eo);
+      // Features on the host network, or through the GPU copy of it (same extraction code).
+      auto extract = [&](auto& features_net) {
+        auto t0 = std::chrono::steady_clock::now();
+        gf = ev::extract_rawframes_features(features_net, a.root, gallery, a.clips, eo);
+        auto t1 = std::chrono::steady_clock::now();
+        eo.label = "query";
+        qf = ev::extract_rawframes_features(features_net, a.root, query, a.clips, eo);
+        return std::make_pair(t0, t1);
+      };
+      std::pair<std::chrono::steady_clock::time_point, std::chrono::steady_clock::time_point> marks;
+      if (a.device == "cuda") {
+#if MSCL_PROGRAMS_WITH_CUDA
+        mscl::programs::cuda_placement where;
+        where.announce = [&](const std::string& line) { if (!a.quiet) std::cout << "device: " << line << "\n"; };
+        mscl::programs::feature_function_net device_net{mscl::programs::cuda_feature_function(*net, where)};
+        marks = extract(device_net);
+#endif
+      } else {
+        marks = extract(*net);
+      }
+      const auto t0 = marks.first, t1 = marks.second;
       auto t2 = std::chrono::steady_clock::now();
       t_gallery = std::chrono::duration<double>(t1 - t0).count();
       t_query = std::chrono::duration<double>(t2 - t1).count();

@@ -21,6 +21,21 @@ inline bool launched_by_mpi() {
   return false;
 }
 
+/// This process's rank among the processes of its node, as the launcher tells it (Open MPI,
+/// Slurm, MPICH/Hydra, torchrun-style LOCAL_RANK); 0 when started alone. GPU programs pick their
+/// device from it (one rank per GPU).
+inline int local_rank_from_launcher() {
+  for (const char* v : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID", "PMI_LOCAL_RANK", "LOCAL_RANK"})
+    if (const char* s = std::getenv(v)) {
+      char* end = nullptr;
+      const long r = std::strtol(s, &end, 10);
+      MSCL_CHECK(end != s && *end == '\0' && r >= 0, config_error,
+                 "the launcher's " << v << "='" << s << "' is not a non-negative integer");
+      return int(r);
+    }
+  return 0;
+}
+
 /// The communicator `--dist mode` asks for: null (one process, the zero-cost default) for "none"
 /// and for "auto" outside an MPI launcher; an MPI communicator (initialising MPI with argc/argv,
 /// collectives bounded by `timeout_s`) for "mpi" and for "auto" under a launcher. Errors name

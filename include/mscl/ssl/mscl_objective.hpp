@@ -116,6 +116,14 @@ struct mscl_batch {
   tensor<T, B> flow_q, flow_k, flow_aug_q, flow_aug_k;  ///< B×3×T×H×W colour-coded flow (unused parts may be undefined)
 };
 
+/// The same batch on backend `To` (host batches to the GPU for CUDA training; parts left
+/// undefined stay undefined). A no-op when the batch is already there.
+template <class To, class T, class From>
+mscl_batch<T, To> batch_on_backend(const mscl_batch<T, From>& b) {
+  return {on_backend<To>(b.rgb_q),  on_backend<To>(b.rgb_k),      on_backend<To>(b.flow_q),
+          on_backend<To>(b.flow_k), on_backend<To>(b.flow_aug_q), on_backend<To>(b.flow_aug_k)};
+}
+
 struct mscl_step_stats {
   std::map<std::string, double> losses;      ///< per term, unweighted
   std::map<std::string, double> accuracies;  ///< top-1 of the positive per term

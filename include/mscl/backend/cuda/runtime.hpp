@@ -107,6 +107,21 @@ inline bool device_available(std::string* why = nullptr) {
   return true;
 }
 
+/// Makes device `local_rank % device count` this process's device (one process per GPU under
+/// mpirun/srun; several processes share the GPUs round-robin when there are fewer). Must run
+/// before the first use of the backend (`context()` binds to the device current then); returns
+/// the device index. Throws cuda_error, naming the reason, when no device is usable.
+inline int select_device_for_local_rank(int local_rank) {
+  std::string why;
+  MSCL_CHECK(device_available(&why), cuda_error, "mscl cuda backend: no usable CUDA device (" << why << ")");
+  MSCL_CHECK(local_rank >= 0, value_error, "select_device_for_local_rank: local rank must be >= 0, got " << local_rank);
+  int n = 0;
+  MSCL_CUDA_CHECK(cudaGetDeviceCount(&n));
+  const int device = local_rank % n;
+  MSCL_CUDA_CHECK(cudaSetDevice(device));
+  return device;
+}
+
 /// The stream and library handles of the current process (device 0 unless the caller selected
 /// another with cudaSetDevice before the first use; one device per process).
 struct context_t {

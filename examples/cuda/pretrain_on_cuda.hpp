@@ -1,0 +1,22 @@
+// mscl-pretrain's GPU half (pretrain_on_cuda.cu; see cuda_placement.hpp for the arrangement).
+#pragma once
+#include <functional>
+
+#include <mscl/ssl/mscl_objective.hpp>
+#include <mscl/train/pretrain.hpp>
+
+#include "cuda_placement.hpp"
+
+namespace mscl::programs {
+
+/// Pretraining on the GPU: the objective is built on the device from `objective_options` (the same
+/// initial weights as on the CPU), each iteration's batch comes from `host_batch(i)` (the
+/// program's random-pair source or prefetching video loader) and is copied to the device; the
+/// loop, logs and checkpoints are train::pretrain's (checkpoints hold host tensors: a GPU run
+/// resumes on the CPU and back). `on_objective(trainable tensors)` runs once the objective exists.
+train::pretrain_result pretrain_on_cuda(const ssl::mscl_options& objective_options,
+                                        const std::function<ssl::mscl_batch<float, cpu>(long)>& host_batch,
+                                        train::pretrain_options options, const cuda_placement& placement,
+                                        const std::function<void(std::size_t)>& on_objective = {});
+
+}  // namespace mscl::programs
