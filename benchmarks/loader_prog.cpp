@@ -3,7 +3,7 @@
 //
 //   loader_prog [--dir DIR] [--videos 16] [--frames 96] [--height 128] [--width 171] [--batch 8]
 //               [--batches 8] [--workers 1,2] [--fast-atan2] [--step-iters 2] [--step-threads 2]
-//               [--step-seconds S] [--keep]
+//               [--step-seconds S] [--keep] [--raw-flow]
 //
 // Writes (unless DIR already holds it) a rawframes data set like UCF101 at 128 px short side:
 // rendered synthetic-motion RGB JPEGs (quality 95) and quantised flow JPEG pairs (bound 20, the
@@ -16,7 +16,10 @@
 // `--step-threads` threads, median of `--step-iters` steps after one warm-up step — so the ratio
 // compares two numbers taken under the same machine load. `--step-seconds S` skips that
 // measurement and uses S (e.g. a figure from benchmarks/mscl_step_prog). A component profile
-// (one thread) says where a sample's time goes.
+// (one thread) says where a sample's time goes. `--raw-flow` also times, for each worker count
+// and in the same run, the loader handing over raw 2-channel flows (mscl_clip_options::
+// color_code_flow = false: the colour coding then runs on the training device,
+// data::on_backend_source, as `mscl-pretrain --device cuda` does).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -48,7 +51,7 @@ struct args_t {
   int videos = 16, frames = 96, height = 128, width = 171, batches = 8;
   index_t batch = 8;
   std::vector<int> workers{1, 2};
-  bool fast_atan2 = false, keep = false;
+  bool fast_atan2 = false, keep = false, raw_flow = false;
   double step_seconds = 0;  ///< > 0: use this instead of measuring the step
   int step_iters = 2, step_threads = 2;
 };
@@ -126,12 +129,13 @@ void write_dataset(const args_t& a) {
   std::ofstream(stamp) << id.str();
 }
 
-data::mscl_clip_options clip_options(const args_t& a) {
+data::mscl_clip_options clip_options(const args_t& a, bool color_code_flow = true) {
   data::mscl_clip_options o;
   o.data_root = a.dir;
   o.annotation_file = a.dir + "/list.txt";
   o.batch = a.batch;
   o.fast_atan2 = a.fast_atan2;
+  o.color_code_flow = color_code_flow;
   o.seed = 1;
   return o;  // everything else: the MSCL defaults (8 x stride 8, 128 short side, 112 crop, FRA, all augmentations)
 }
@@ -150,9 +154,10 @@ int main(int argc, char** argv) {
       if (k == "--help" || k == "-h") {
         std::cout << "usage: loader_prog [--dir DIR] [--videos 16] [--frames 96] [--height 128] [--width 171] [--batch 8]\n"
                      "                   [--batches 8] [--workers 1,2] [--fast-atan2] [--step-iters 2] [--step-threads 2]\n"
-                     "                   [--step-seconds S] [--keep]\n"
+                     "                   [--step-seconds S] [--keep] [--raw-flow]\n"
                      "Loader clips/s (8 frames x 112 px, RGB + flow + FRA views) vs the training step's clips/s,\n"
-                     "the step (R3D-18 MSCL, K 65536) measured in the same run unless --step-seconds is given.\n";
+                     "the step (R3D-18 MSCL, K 65536) measured in the same run unless --step-seconds is given.\n"
+                     "--raw-flow: also the loader with raw 2-channel flows (colour coding left to the training device).\n";
         return 0;
       } else if (k == "--dir") a.dir = value();
       else if (k == "--videos") a.videos = std::stoi(value());
@@ -166,6 +171,7 @@ int main(int argc, char** argv) {
       else if (k == "--step-threads") a.step_threads = std::stoi(value());
       else if (k == "--fast-atan2") a.fast_atan2 = true;
       else if (k == "--keep") a.keep = true;
+      else if (k == "--raw-flow") a.raw_flow = true;
       else if (k == "--workers") {
         a.workers.clear();
         std::stringstream ss(value());
@@ -225,23 +231,27 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     }
     const double step_clips = double(a.batch) / a.step_seconds;
-    for (int w : a.workers) {
-      data::loader_options lo;
-      lo.workers = w;
-      lo.queue_depth = 4;
-      data::prefetch_loader<data::mscl_clip_source> loader(src, lo);
-      (void)loader.batch(0);  // warm-up (probes, first permutation)
-      const double t0 = now();
-      for (long i = 1; i <= a.batches; ++i) (void)loader.batch(i);
-      const double secs = now() - t0;
-      const double clips = double(a.batches) * double(a.batch) / secs;
-      std::printf("{\"workers\": %d, \"batches\": %d, \"batch\": %ld, \"seconds\": %.3f, \"loader_clips_per_s\": %.2f, "
-                  "\"step_clips_per_s\": %.3f, \"step_measured_in_this_run\": %s, \"ratio\": %.1f, \"bar_2x_met\": %s, "
-                  "\"fast_atan2\": %s}\n",
-                  w, a.batches, long(a.batch), secs, clips, step_clips, step_measured ? "true" : "false",
-                  clips / step_clips, clips >= 2 * step_clips ? "true" : "false", a.fast_atan2 ? "true" : "false");
-      std::fflush(stdout);
-    }
+    auto raw_src = std::make_shared<const data::mscl_clip_source>(clip_options(a, false));
+    for (int w : a.workers)
+      for (bool raw : {false, true}) {
+        if (raw && !a.raw_flow) continue;
+        data::loader_options lo;
+        lo.workers = w;
+        lo.queue_depth = 4;
+        data::prefetch_loader<data::mscl_clip_source> loader(raw ? raw_src : src, lo);
+        (void)loader.batch(0);  // warm-up (probes, first permutation)
+        const double t0 = now();
+        for (long i = 1; i <= a.batches; ++i) (void)loader.batch(i);
+        const double secs = now() - t0;
+        const double clips = double(a.batches) * double(a.batch) / secs;
+        std::printf("{\"workers\": %d, \"batches\": %d, \"batch\": %ld, \"seconds\": %.3f, \"loader_clips_per_s\": %.2f, "
+                    "\"step_clips_per_s\": %.3f, \"step_measured_in_this_run\": %s, \"ratio\": %.1f, \"bar_2x_met\": %s, "
+                    "\"fast_atan2\": %s, \"flow\": \"%s\"}\n",
+                    w, a.batches, long(a.batch), secs, clips, step_clips, step_measured ? "true" : "false",
+                    clips / step_clips, clips >= 2 * step_clips ? "true" : "false", a.fast_atan2 ? "true" : "false",
+                    raw ? "raw (coded on the training device)" : "colour-coded by the loader");
+        std::fflush(stdout);
+      }
     if (!a.keep && a.dir == (fs::temp_directory_path() / "mscl_loader_bench").string()) fs::remove_all(a.dir);
     return 0;
   } catch (const std::exception& e) {

@@ -2,6 +2,7 @@
 #pragma once
 #include <functional>
 
+#include <mscl/data/on_backend_source.hpp>
 #include <mscl/ssl/mscl_objective.hpp>
 #include <mscl/train/pretrain.hpp>
 
@@ -14,9 +15,11 @@ namespace mscl::programs {
 /// program's random-pair source or prefetching video loader) and is copied to the device; the
 /// loop, logs and checkpoints are train::pretrain's (checkpoints hold host tensors: a GPU run
 /// resumes on the CPU and back). `on_objective(trainable tensors)` runs once the objective exists.
+/// `transfer.color_code_flow`: the host batches carry raw 2-channel flows, colour-coded on the GPU.
 train::pretrain_result pretrain_on_cuda(const ssl::mscl_options& objective_options,
                                         const std::function<ssl::mscl_batch<float, cpu>(long)>& host_batch,
                                         train::pretrain_options options, const cuda_placement& placement,
+                                        const data::on_backend_options& transfer = {},
                                         const std::function<void(std::size_t)>& on_objective = {});
 
 }  // namespace mscl::programs

@@ -19,6 +19,7 @@
 
 #include <mscl/data/loader.hpp>
 #include <mscl/data/mscl_clip_source.hpp>
+#include <mscl/data/on_backend_source.hpp>
 
 namespace fs = std::filesystem;
 using namespace mscl;
@@ -156,6 +157,31 @@ TEST_CASE("loader: batches are bit-identical with 0, 1 and 3 workers, and starti
     std::sort(seen.begin(), seen.end());
     CHECK(seen == std::vector<index_t>{0, 1, 2});
   }
+}
+
+TEST_CASE("clip source: raw flows colour-coded after the loader (data::on_backend_source) equal the loader's coding",
+          "[data][loader]") {
+  const fs::path root = make_dataset("rawflow");
+  cleanup c{root};
+  for (bool fast : {false, true}) {
+    INFO("fast_atan2 " << fast);
+    mscl_clip_options o = base_options(root);
+    o.fast_atan2 = fast;
+    const mscl_clip_source coded(o);
+    o.color_code_flow = false;
+    const mscl_clip_source raw(o);
+    // What mscl-pretrain --device cuda does, here with the CPU as the "device".
+    const auto recoded = batches_on_backend<cpu>(raw, {true, fast});
+    for (long i = 0; i < 3; ++i) {
+      const auto r = raw.batch(i);
+      CHECK(r.flow_q.shape() == shape_t{4, 2, 3, 8, 8});
+      CHECK(same(recoded.batch(i), coded.batch(i)));
+    }
+  }
+  // Colour-coding flows that already are colour images is refused, naming the shape.
+  const mscl_clip_source coded(base_options(root));
+  const auto twice = batches_on_backend<cpu>(coded, {true, false});
+  CHECK_THROWS_WITH(twice.batch(0), Catch::Contains("raw N×2×T×H×W") && Catch::Contains("[4, 3, 3, 8, 8]"));
 }
 
 TEST_CASE("loader: rank slots are disjoint and their union is the world_size 1 batch", "[data][loader]") {

@@ -80,7 +80,7 @@ struct mscl_clip_options {
   double blur_p = 0.5;          ///< Gaussian blur probability within color_aug (§7.2: 0.5)
   bool jitter_per_frame = false;  ///< §11 A11 released per-frame jitter factors
   bool normalize_rgb = true;    ///< ImageNet mean/std
-  bool color_code_flow = true;  ///< false: raw 2-channel flow in the batch (inspection, tests)
+  bool color_code_flow = true;  ///< false: raw 2-channel flow in the batch, coded later on the training device (data::on_backend_source) or inspected
   bool fast_atan2 = false;      ///< polynomial atan2 in the colour coding (augment/flow.hpp)
   float flow_bound = 20.f;      ///< dequantisation bound of flow JPEGs
   std::uint64_t seed = 0;

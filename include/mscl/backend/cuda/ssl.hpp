@@ -303,6 +303,14 @@ struct ssl_ops {
     MSCL_CUDA_CHECK_LAUNCH();
   }
 
+  /// Colour codes nb flows (u, v planes of `inner` values) into nb × 3 planes (augment/flow_color_batch.hpp).
+  template <class T>
+  static void flow_color_code(const T* in, T* out, index_t nb, index_t inner, bool fast_atan2) {
+    if (nb * inner == 0) return;
+    kernels::flow_color_code<<<grid_for(nb * inner), 256, 0, stream()>>>(in, out, nb, inner, fast_atan2);
+    MSCL_CUDA_CHECK_LAUNCH();
+  }
+
   // ------------------------------------------------------------------ ops::dropout
   /// Training-mode dropout with 0 < p <= 1 (ops::dropout handles the identity cases). The mask is
   /// the CPU's: the device Philox produces the same words for (seed, stream, i).

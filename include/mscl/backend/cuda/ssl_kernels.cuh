@@ -1,7 +1,8 @@
 /// \file ssl_kernels.cuh
 /// \brief Device kernels of the MSCL objective (ssl/): the row pass and gradient scaling of the
 ///        fused InfoNCE, LMCL's normalisation / scores / gradients, the queue's ring-buffer write,
-///        the momentum EMA, FRA's rotation and max-length normalisation of flow, row gathers
+///        the momentum EMA, FRA's rotation and max-length normalisation of flow, the flows'
+///        Middlebury colour coding (augment/flow_color_batch.hpp), row gathers
 ///        (shuffle-BN), dropout masks (Philox, the same words as core/rng.hpp) and the TPN
 ///        neck's 3-D resizing. Compiled by nvcc only; the host wrappers are in ssl.hpp.
 ///
@@ -297,6 +298,65 @@ __global__ void flow_max_normalize(const T* __restrict__ in, T* __restrict__ out
   for (i64 i = threadIdx.x; i < hw; i += blockDim.x) {
     ou[i] = T(mul_rn(double(u[i]), inv));
     ov[i] = T(mul_rn(double(v[i]), inv));
+  }
+}
+
+// ------------------------------------------------------------------ flow colour coding
+
+/// Middlebury wheel colour k (0…54), channel c, 0…255: the six ramps of flow::colorwheel() with
+/// the same integer floors (r_k = floor(255 k / n)).
+__device__ inline float wheel_channel(int k, int c) {
+  auto ramp = [](int i, int n) { return float((255 * i) / n); };
+  float rgb[3];
+  if (k < 15) { rgb[0] = 255.f; rgb[1] = ramp(k, 15); rgb[2] = 0.f; }
+  else if ((k -= 15) < 6) { rgb[0] = 255.f - ramp(k, 6); rgb[1] = 255.f; rgb[2] = 0.f; }
+  else if ((k -= 6) < 4) { rgb[0] = 0.f; rgb[1] = 255.f; rgb[2] = ramp(k, 4); }
+  else if ((k -= 4) < 11) { rgb[0] = 0.f; rgb[1] = 255.f - ramp(k, 11); rgb[2] = 255.f; }
+  else if ((k -= 11) < 13) { rgb[0] = ramp(k, 13); rgb[1] = 0.f; rgb[2] = 255.f; }
+  else { k -= 13; rgb[0] = 255.f; rgb[1] = 0.f; rgb[2] = 255.f - ramp(k, 6); }
+  return rgb[c];
+}
+
+/// augment::detail::fast_atan2 with every product and sum rounded once (no FMA), as the CPU
+/// evaluates it without -march flags.
+__device__ inline float fast_atan2_rn(float y, float x) {
+  const float ax = fabsf(x), ay = fabsf(y);
+  const float mx = fmaxf(ax, ay), mn = fminf(ax, ay);
+  const float z = mx > 0.f ? __fdiv_rn(mn, mx) : 0.f, z2 = mul_rn(z, z);
+  float p = -0.004073271527886391f;
+  p = add_rn(mul_rn(p, z2), 0.021946480497717857f);
+  p = add_rn(mul_rn(p, z2), -0.05606299638748169f);
+  p = add_rn(mul_rn(p, z2), 0.09656243771314621f);
+  p = add_rn(mul_rn(p, z2), -0.1391579806804657f);
+  p = add_rn(mul_rn(p, z2), 0.19948507845401764f);
+  p = add_rn(mul_rn(p, z2), -0.3333010673522949f);
+  p = add_rn(mul_rn(p, z2), 0.999999463558197f);
+  p = mul_rn(p, z);
+  if (ay > ax) p = __fsub_rn(1.57079632679489662f, p);
+  if (signbit(x)) p = __fsub_rn(3.14159265358979324f, p);
+  return signbit(y) ? -p : p;
+}
+
+/// flow::flow_color for every vector of nb samples (u plane, v plane: `inner` values each) into
+/// three planes per sample; the same float expressions, rounded step by step.
+template <class T>
+__global__ void flow_color_code(const T* __restrict__ in, T* __restrict__ out, i64 nb, i64 inner, bool fast) {
+  MSCL_SSL_GRID_STRIDE(t, nb * inner) {
+    const i64 b = t / inner, i = t % inner;
+    const float u = float(in[b * 2 * inner + i]), v = float(in[b * 2 * inner + inner + i]);
+    const float rho = __fsqrt_rn(add_rn(mul_rn(u, u), mul_rn(v, v)));
+    const float a = __fdiv_rn(fast ? fast_atan2_rn(-v, -u) : atan2f(-v, -u), 3.14159265358979323846f);
+    const float fk = mul_rn(__fdiv_rn(add_rn(a, 1.f), 2.f), 54.f);
+    int k0 = int(floorf(fk));
+    k0 = k0 < 0 ? 0 : (k0 > 54 ? 54 : k0);
+    const int k1 = k0 + 1 == 55 ? 0 : k0 + 1;
+    const float f = __fsub_rn(fk, float(k0));
+    for (int c = 0; c < 3; ++c) {
+      float col = __fdiv_rn(add_rn(mul_rn(__fsub_rn(1.f, f), wheel_channel(k0, c)), mul_rn(f, wheel_channel(k1, c))), 255.f);
+      if (rho <= 1.f) col = __fsub_rn(1.f, mul_rn(rho, __fsub_rn(1.f, col)));
+      else col = mul_rn(col, 0.75f);
+      out[b * 3 * inner + c * inner + i] = T(__fdiv_rn(floorf(mul_rn(255.f, col)), 255.f));
+    }
   }
 }
 
