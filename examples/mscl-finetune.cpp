@@ -137,6 +137,15 @@ int main(int argc, char** argv) {
       if (lead) std::cout << cfg.dump(2) << "\n";
       return 0;
     }
+#if MSCL_PROGRAMS_WITH_CUDA
+    mscl::programs::cuda_placement where;  // bound to its GPU before any output is written
+    if (device == "cuda") {
+      where.local_rank = mscl::dist::local_rank_from_launcher();
+      where.nccl = nccl;
+      where.announce = [&](const std::string& line) { std::cerr << "mscl-finetune: rank " << rank << ": " << line << "\n"; };
+      mscl::programs::place_on_cuda_device(where);
+    }
+#endif
 #ifdef _OPENMP
     omp_set_num_threads(cfg.at("threads").get<int>());
 #endif
@@ -255,10 +264,6 @@ int main(int argc, char** argv) {
     mscl::eval::finetune_result res;
     if (device == "cuda") {
 #if MSCL_PROGRAMS_WITH_CUDA
-      mscl::programs::cuda_placement where;
-      where.local_rank = mscl::dist::local_rank_from_launcher();
-      where.nccl = nccl;
-      where.announce = [&](const std::string& line) { std::cerr << "mscl-finetune: rank " << rank << ": " << line << "\n"; };
       mscl::programs::host_train_source host_train;
       host_train.videos = train.size();
       host_train.label_of = [&](mscl::index_t i) { return train.label(i); };

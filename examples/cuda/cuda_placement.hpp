@@ -15,11 +15,18 @@ namespace mscl::programs {
 /// How a GPU run is placed: the process's device is `local_rank % device count` (one rank per GPU
 /// under mpirun/srun); `nccl` replaces the host (MPI) communicator of a data-parallel run by a
 /// NCCL one over the same ranks (builds with MSCL_WITH_NCCL only); `announce` receives one line
-/// naming the device (printed by rank 0).
+/// naming the device.
 struct cuda_placement {
   int local_rank = 0;
   bool nccl = false;
   std::function<void(const std::string&)> announce;
+  int device = -1;  ///< the GPU this process was bound to; -1 until place_on_cuda_device
 };
+
+/// Binds this process to GPU `local_rank % GPU count` before anything else uses CUDA, announces
+/// it and records it in `p.device`; throws (naming the runtime's reason) when no GPU is usable.
+/// The programs call it before they write any output, so a run without a GPU leaves nothing
+/// behind; the GPU halves call it themselves when it was not called (examples/cuda/placement.cu).
+void place_on_cuda_device(cuda_placement& p);
 
 }  // namespace mscl::programs

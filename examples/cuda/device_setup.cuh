@@ -11,15 +11,12 @@
 
 namespace mscl::programs::detail {
 
-/// Binds this process to its GPU before the backend's first use and announces it.
-inline int place_on_device(const cuda_placement& p) {
-  const int device = cuda_backend::select_device_for_local_rank(p.local_rank);
-  const auto& props = cuda_backend::context().properties;
-  if (p.announce)
-    p.announce("cuda device " + std::to_string(device) + " (" + props.name + ", " +
-               std::to_string(props.totalGlobalMem >> 30) + " GiB, compute " + std::to_string(props.major) + "." +
-               std::to_string(props.minor) + ")");
-  return device;
+/// The device the program placed this process on, placing it now if it did not.
+inline int placed_device(const cuda_placement& p) {
+  if (p.device >= 0) return p.device;
+  cuda_placement now = p;
+  place_on_cuda_device(now);
+  return now.device;
 }
 
 /// The communicator the loop uses: the program's (host, MPI) one, or with `nccl` a NCCL

@@ -6,7 +6,7 @@ namespace mscl::programs {
 
 std::function<tensor<float>(const tensor<float>&)> cuda_feature_function(const models::r3d_18_t<float, cpu>& backbone,
                                                                          const cuda_placement& placement) {
-  detail::place_on_device(placement);
+  detail::placed_device(placement);
   using device_net = models::r3d_18_t<float, cuda>;
   const auto& c = backbone.config();
   auto net = std::make_shared<device_net>(typename device_net::options{c.num_classes, c.width, c.in_channels, c.seed, c.stage_depths});

@@ -7,7 +7,7 @@ namespace mscl::programs {
 eval::finetune_result finetune_on_cuda(const eval::video_classifier<float, cpu>& initial, const host_train_source& train,
                                        const host_test_source* test, eval::finetune_options options,
                                        const cuda_placement& placement) {
-  const int device = detail::place_on_device(placement);
+  const int device = detail::placed_device(placement);
   options.comm = detail::device_communicator(options.comm, placement, device);
   eval::video_classifier<float, cuda> classifier(initial.options());
   copy_state(initial, classifier);

@@ -1,0 +1,17 @@
+// place_on_cuda_device (cuda_placement.hpp): compiled into each program's GPU half.
+#include <mscl/backend/cuda/runtime.hpp>  // device selection and the context: no tensor headers needed
+
+#include "cuda_placement.hpp"
+
+namespace mscl::programs {
+
+void place_on_cuda_device(cuda_placement& p) {
+  p.device = cuda_backend::select_device_for_local_rank(p.local_rank);
+  const auto& props = cuda_backend::context().properties;  // creates the stream and library handles there
+  if (p.announce)
+    p.announce("cuda device " + std::to_string(p.device) + " (" + props.name + ", " +
+               std::to_string(props.totalGlobalMem >> 30) + " GiB, compute " + std::to_string(props.major) + "." +
+               std::to_string(props.minor) + ")");
+}
+
+}  // namespace mscl::programs
