@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command for a GPU machine: builds the CUDA backend's test and benchmark, runs every GPU
-# test, then the GPU benchmarks side by side with PyTorch, and prints one table.
+# test and the example programs with --device cuda against --device cpu (tests/smoke/
+# programs_gpu.sh), then the GPU benchmarks side by side with PyTorch, and prints one table.
 #
 #   scripts/gpu-check.sh                 build (needs nvcc, cuDNN 9, Eigen, nlohmann_json, Catch2) + run
 #   scripts/gpu-check.sh --build-only    build here (no GPU needed) into $MSCL_GPU_BUILD_DIR/gpu-bundle
@@ -34,19 +35,26 @@ t_start=$(date +%s)
 if [[ $mode != run ]]; then
   echo "== build ($build_dir)"
   mkdir -p "$build_dir"
+  # The programs travel to machines with other CPUs and libraries: no -march=native, and no MPI,
+  # FFmpeg or oneDNN (libjpeg, the one library they keep, travels in fallback-lib).
   cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMSCL_WITH_CUDA=ON \
-        -DMSCL_BUILD_EXAMPLES=OFF -DMSCL_WITH_MPI=OFF >"$build_dir/configure.log" 2>&1 \
+        -DMSCL_BUILD_EXAMPLES=ON -DMSCL_WITH_MPI=OFF -DMSCL_WITH_FFMPEG=OFF -DMSCL_WITH_ONEDNN=OFF -DMSCL_NATIVE=OFF \
+        >"$build_dir/configure.log" 2>&1 \
     || { cat "$build_dir/configure.log"; echo "gpu-check: configure failed" >&2; exit 1; }
-  cmake --build "$build_dir" --target cuda_backend_test cuda_step_prog cuda_flow_test cuda_tvl1_prog -j"$(nproc)" \
+  programs=(mscl-make-synthetic mscl-extract-flow mscl-pretrain mscl-finetune mscl-retrieve)
+  cmake --build "$build_dir" --target cuda_backend_test cuda_step_prog cuda_flow_test cuda_tvl1_prog "${programs[@]}" -j"$(nproc)" \
     || { echo "gpu-check: build failed" >&2; exit 1; }
   mkdir -p "$bundle"
   cp "$build_dir/cuda_backend_test" "$bundle/" 2>/dev/null || cp "$build_dir"/*/cuda_backend_test "$bundle/"
   cp "$build_dir/benchmarks/cuda_step_prog" "$bundle/"
   cp "$build_dir/cuda_flow_test" "$bundle/" 2>/dev/null || cp "$build_dir"/*/cuda_flow_test "$bundle/"
   cp "$build_dir/benchmarks/cuda_tvl1_prog" "$bundle/"
+  mkdir -p "$bundle/programs"
+  for p in "${programs[@]}"; do cp "$build_dir/examples/$p" "$bundle/programs/"; done
   # OpenMP's runtime as a last resort for a GPU image without it (searched after the system's).
   mkdir -p "$bundle/fallback-lib"
   cp "$(ldd "$bundle/cuda_step_prog" | awk '/libgomp/ {print $3}')" "$bundle/fallback-lib/" 2>/dev/null || true
+  cp "$(ldd "$bundle/programs/mscl-pretrain" | awk '/libjpeg/ {print $3}')" "$bundle/fallback-lib/" 2>/dev/null || true
   echo "bundle: $bundle ($(du -sh "$bundle" | cut -f1))"
   [[ $mode == build ]] && exit 0
 fi
@@ -63,14 +71,14 @@ for s in $site; do
   done
 done
 export LD_LIBRARY_PATH="$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}:$PWD/$bundle/fallback-lib"
-missing=$(ldd "$bundle/cuda_step_prog" | grep "not found" || true)
+missing=$(ldd "$bundle/cuda_step_prog" "$bundle/programs/mscl-pretrain" | grep "not found" | sort -u || true)
 if [[ -n $missing ]]; then  # last resort: wherever the image keeps them
   for lib in $(echo "$missing" | awk '{print $1}'); do
     f=$(find /usr /opt -name "$lib" 2>/dev/null | head -1)
     [[ -n $f ]] && LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$(dirname "$f")"
   done
   export LD_LIBRARY_PATH
-  missing=$(ldd "$bundle/cuda_step_prog" | grep "not found" || true)
+  missing=$(ldd "$bundle/cuda_step_prog" "$bundle/programs/mscl-pretrain" | grep "not found" | sort -u || true)
 fi
 if [[ -n $missing ]]; then echo "gpu-check: missing shared libraries:"; echo "$missing"; exit 1; fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "(nvidia-smi unavailable)"
@@ -102,6 +110,13 @@ echo "== GPU tests (cuda vs cpu; docs/cuda.md has the tolerances), one process p
 run_cases "$bundle/cuda_backend_test" tests/cuda/cuda_backend_test.cu
 echo "== CUDA TV-L1 tests (cuda vs cpu and ground truth)"
 run_cases "$bundle/cuda_flow_test" tests/cuda/cuda_flow_test.cu
+echo "== the programs with --device cuda against --device cpu (tests/smoke/programs_gpu.sh)"
+programs_rc=0
+OMP_NUM_THREADS=8 PYTHON=$py timeout 240 bash tests/smoke/programs_gpu.sh "$bundle/programs" . "$results/programs_gpu" \
+  >"$results/programs_gpu.log" 2>&1 || programs_rc=$?
+cat "$results/programs_gpu.log"
+case $programs_rc in 0) echo "PASS  programs --device cuda" ;; 77) echo "SKIP  programs --device cuda"; skipped=1 ;;
+  *) echo "FAIL  programs --device cuda (exit $programs_rc$([[ $programs_rc == 124 ]] && echo ', timed out'))"; failed=$((failed + 1)) ;; esac
 test_rc=0
 [[ $failed != 0 ]] && test_rc=1
 [[ $skipped == 1 && $failed == 0 ]] && { echo "gpu-check: tests SKIPPED (no usable GPU)"; test_rc=77; }
@@ -179,7 +194,7 @@ rows.append(("TV-L1 pairs/s at 320x240, batch 64 (vs CPU TV-L1, all cores)",
              f"{f['cuda_pairs_per_s']:.0f} pairs/s" if f else "failed", f"cpu {f['cpu_pairs_per_s']:.1f} pairs/s" if f else "-",
              f"{f['speedup']:.0f}x" if f else "-", ("PASS" if f['cuda_pairs_per_s'] >= 1000 else "FAIL") if f else "-", ">= 1000"))
 status = {0: "PASS", 77: "SKIPPED (no GPU)"}.get(test_rc, "FAIL")
-rows.append(("GPU tests incl. full r3d step loss vs CPU", status, "-", "-", status, "tolerances in docs/cuda.md"))
+rows.append(("GPU tests incl. full r3d step loss vs CPU, programs --device cuda", status, "-", "-", status, "tolerances in docs/cuda.md"))
 w = [max(len(str(r[i])) for r in rows + [("check", "mscl", "pytorch", "speed-up", "verdict", "bar")]) for i in range(6)]
 hdr = ("check", "mscl", "pytorch", "speed-up", "verdict", "bar")
 print("  ".join(h.ljust(w[i]) for i, h in enumerate(hdr)))

@@ -19,7 +19,10 @@
 #include <map>
 #include <iostream>
 #include <memory>
+#include <mscl/augment/flow_color_batch.hpp>
+#include <mscl/data/on_backend_source.hpp>
 #include <mscl/data/random_pair_source.hpp>
+#include <mscl/eval/finetune.hpp>
 #include <mscl/mscl.hpp>
 #include <mscl/train/pretrain.hpp>
 #include <mscl/ssl/mscl_objective.hpp>
@@ -673,7 +676,7 @@ TEST_CASE("cuda MoCo-RGB configuration of the MSCL objective matches cpu") {
   compare_mscl_steps(o, 200);
 }
 
-TEST_CASE("cuda trainer: train::pretrain with the cuda tag matches the cpu trainer, checkpoints, resumes on either backend") {
+TEST_CASE("cuda trainer: train::pretrain with the cuda tag on host batches matches the cpu trainer, checkpoints, resumes on either backend") {
   REQUIRE_GPU_OR_SKIP();
   namespace fs = std::filesystem;
   const auto o = mscl::testing::tiny_mscl_options(40);
@@ -688,7 +691,16 @@ TEST_CASE("cuda trainer: train::pretrain with the cuda tag matches the cpu train
   };
   const auto so = source_options();
   mscl::data::random_pair_source<float, cpu> source_c(so);
-  mscl::data::random_pair_source<float, cuda> source_d({so.batch, so.frames, so.size, so.prototypes, so.noise, so.seed});
+  // Batches are built on the host and copied per iteration (data::on_backend_source), as
+  // mscl-pretrain --device cuda does; the wrapper hands over exactly the host batch.
+  const auto source_d = mscl::data::batches_on_backend<cuda>(source_c);
+  {
+    const auto hb = source_c.batch(3);
+    const auto db = source_d.batch(3);
+    CHECK(mscl::to_host(db.rgb_q).to_vector() == hb.rgb_q.to_vector());
+    CHECK(mscl::to_host(db.flow_aug_k).to_vector() == hb.flow_aug_k.to_vector());
+    CHECK(!db.flow_q.defined() == !hb.flow_q.defined());
+  }
   const std::string dir_c = (fs::temp_directory_path() / "mscl_cuda_trainer_cpu").string();
   const std::string dir_d = (fs::temp_directory_path() / "mscl_cuda_trainer_gpu").string();
   fs::remove_all(dir_c);
@@ -751,5 +763,155 @@ TEST_CASE("cuda trainer: train::pretrain with the cuda tag matches the cpu train
     CHECK(r.last_iteration == 3);
     REQUIRE(more.size() == 1);
     for (const auto& kv : more[0]) CHECK(std::isfinite(kv.second));
+  }
+}
+
+namespace {
+/// Fine-tuning data in memory: fixed clips whose class is the sign pattern of a few low-frequency
+/// components (learnable by a tiny R3D), no augmentation (the generator is not used).
+struct memory_clips {
+  std::vector<tensor<cpu>> clips;
+  std::vector<index_t> labels;
+  memory_clips(index_t n, index_t classes, std::uint64_t seed) {
+    for (index_t i = 0; i < n; ++i) {
+      const auto p = random_pair({3, 4, 12, 12}, seed + std::uint64_t(i), false, double(i % classes) - 1.0, 1.0);
+      clips.push_back(p.h);
+      labels.push_back(i % classes);
+    }
+  }
+  index_t size() const { return index_t(clips.size()); }
+  index_t label(index_t i) const { return labels[std::size_t(i)]; }
+  tensor<cpu> sample(index_t i, mscl::generator&) const { return clips[std::size_t(i)].clone(); }
+  index_t views_per_video() const { return 1; }
+  tensor<cpu> views(index_t i) const { return mscl::ops::reshape(clips[std::size_t(i)], {1, 3, 4, 12, 12}).clone(); }
+};
+
+mscl::eval::classifier_options tiny_classifier() {
+  mscl::eval::classifier_options co;
+  co.num_classes = 3;
+  co.depth = 10;
+  co.width = 4;
+  co.dropout = 0.5;  // masks from the CPU's Philox stream on both backends
+  co.seed = 11;
+  return co;
+}
+}  // namespace
+
+TEST_CASE("cuda finetune: eval::finetune with the cuda tag matches the cpu run, writes its files, resumes, loads back") {
+  REQUIRE_GPU_OR_SKIP();
+  namespace fs = std::filesystem;
+  const memory_clips data(6, 3, 300);
+  auto options = [](const std::string& name, std::vector<double>* losses) {
+    mscl::eval::finetune_options fo;
+    fo.epochs = 2;
+    fo.batch = 2;  // 3 iterations per epoch
+    fo.lr = 0.05;
+    fo.schedule = "cosine";
+    fo.eval_every = 1;
+    fo.log_every = 1;
+    fo.eval_videos_per_batch = 4;
+    fo.progress = false;
+    fo.seed = 7;
+    fo.config_hash = "cuda-finetune-test";
+    fo.out_dir = (fs::temp_directory_path() / name).string();
+    fs::remove_all(fo.out_dir);
+    fo.on_step = [losses](long, double loss) {
+      losses->push_back(loss);
+      return true;
+    };
+    return fo;
+  };
+  std::vector<double> lc, ld;
+  mscl::eval::video_classifier<float, cpu> cc(tiny_classifier());
+  mscl::eval::video_classifier<float, cuda> cd(tiny_classifier());
+  const auto rc = mscl::eval::finetune(cc, data, &data, options("mscl_cuda_finetune_cpu", &lc));
+  const auto fo_d = options("mscl_cuda_finetune_gpu", &ld);
+  const auto rd = mscl::eval::finetune(cd, data, &data, fo_d);
+  REQUIRE(lc.size() == 6);
+  REQUIRE(ld.size() == 6);
+  // Step 1: the cpu/cuda step tolerance; later steps carry float32 drift from earlier updates.
+  for (std::size_t i = 0; i < lc.size(); ++i) {
+    INFO("step " << i + 1 << ": cpu " << lc[i] << ", cuda " << ld[i]);
+    CHECK(std::fabs(lc[i] - ld[i]) <= (i == 0 ? 2e-4 : 5e-3) * std::max(1.0, std::fabs(lc[i])));
+  }
+  REQUIRE(rd.final_eval.metrics.count == 6);
+  REQUIRE(rc.final_eval.scores.values.size() == rd.final_eval.scores.values.size());
+  for (std::size_t i = 0; i < rc.final_eval.scores.values.size(); ++i) {
+    INFO("score " << i << ": cpu " << rc.final_eval.scores.values[i] << ", cuda " << rd.final_eval.scores.values[i]);
+    CHECK(std::fabs(rc.final_eval.scores.values[i] - rd.final_eval.scores.values[i]) <= 1e-2);
+  }
+  for (const char* f : {"log.jsonl", "model.safetensors", "metrics.json", "confusion.png", "latest.json"})
+    CHECK(fs::exists(fs::path(fo_d.out_dir) / f));
+
+  // A run stopped after epoch 1 (its checkpoint) and resumed on the device ends where the
+  // uninterrupted device run ended.
+  std::vector<double> first, second;
+  auto fo1 = options("mscl_cuda_finetune_resume", &first);
+  fo1.on_step = [&first](long it, double loss) {
+    first.push_back(loss);
+    return it < 3;
+  };
+  mscl::eval::video_classifier<float, cuda> c1(tiny_classifier());
+  mscl::eval::finetune(c1, data, &data, fo1);
+  REQUIRE(first.size() == 3);
+  auto fo2 = options("mscl_cuda_finetune_resume", &second);
+  fs::remove_all(fo2.out_dir);
+  fs::copy(fo1.out_dir, fo2.out_dir, fs::copy_options::recursive);  // (options() cleared it)
+  fo2.resume = true;
+  mscl::eval::video_classifier<float, cuda> c2(tiny_classifier());
+  const auto r2 = mscl::eval::finetune(c2, data, &data, fo2);
+  CHECK(r2.first_iteration == 3);
+  REQUIRE(second.size() == 3);
+  for (std::size_t i = 0; i < 3; ++i) {
+    INFO("resumed step " << i + 4 << ": " << second[i] << " vs uninterrupted " << ld[i + 3]);
+    CHECK(std::fabs(second[i] - ld[i + 3]) <= 1e-4 * std::max(1.0, std::fabs(ld[i + 3])));
+  }
+
+  // The device run's model.safetensors loads into a CPU classifier and a fresh device one, which
+  // then agree on a clip (eval mode).
+  mscl::eval::video_classifier<float, cpu> back_c(tiny_classifier());
+  mscl::eval::video_classifier<float, cuda> back_d(tiny_classifier());
+  mscl::eval::load_classifier(back_c, (fs::path(fo_d.out_dir) / "model.safetensors").string());
+  mscl::eval::load_classifier(back_d, (fs::path(fo_d.out_dir) / "model.safetensors").string());
+  back_c.eval();
+  back_d.eval();
+  mscl::no_grad guard;
+  const tensor<cpu> x = data.views(0);
+  const auto yc = back_c.forward(x).to_vector();
+  const auto yd = mscl::to_host(back_d.forward(mscl::to_device(x))).to_vector();
+  REQUIRE(yc.size() == yd.size());
+  for (std::size_t i = 0; i < yc.size(); ++i) CHECK(std::fabs(yc[i] - yd[i]) <= 1e-4 * std::max(1.0, std::fabs(double(yc[i]))));
+}
+
+TEST_CASE("cuda flow colour coding of a batch (augment::color_code_flow_batch) matches the cpu coding") {
+  REQUIRE_GPU_OR_SKIP();
+  // Odd sizes, lengths up to ~1.3 (both branches of the coding), zero and axis vectors.
+  const auto p = random_pair({3, 2, 4, 33, 47}, 501, false, 0.0, 0.45);
+  tensor<cpu> h = p.h;
+  const index_t plane = 4 * 33 * 47;
+  for (index_t i : {index_t(0), index_t(17), plane - 1}) {
+    h.data()[i] = 0.f;
+    h.data()[plane + i] = 0.f;
+  }
+  h.data()[5] = 0.5f;
+  h.data()[plane + 5] = -0.f;
+  const tensor<cuda> d = mscl::to_device(h);
+  for (bool fast : {false, true}) {
+    const auto c = mscl::augment::color_code_flow_batch(h, fast).to_vector();
+    const auto g = mscl::to_host(mscl::augment::color_code_flow_batch(d, fast)).to_vector();
+    REQUIRE(c.size() == g.size());
+    std::size_t differ = 0;
+    double worst = 0;
+    for (std::size_t i = 0; i < c.size(); ++i) {
+      const double e = std::fabs(double(c[i]) - double(g[i]));
+      worst = std::max(worst, e);
+      differ += e > 0;
+    }
+    // One 8-bit step at most, where a value sits at a step boundary: device atan2f (2 ulp) for the
+    // exact coding; the fast coding is the same rounded float arithmetic on both sides.
+    std::cout << "flow colour coding, fast_atan2 " << fast << ": " << differ << " of " << c.size()
+              << " values differ from the cpu, worst " << worst << "\n";
+    CHECK(worst <= 1.0 / 255 + 1e-6);
+    CHECK(double(differ) <= (fast ? 1e-4 : 1e-3) * double(c.size()));
   }
 }

@@ -22,6 +22,9 @@ namespace mscl::data {
 
 template <class T = float, class B = cpu>
 class random_pair_source {
+  static_assert(std::is_same_v<B, cpu>, "random_pair_source builds its batches on the host: for device training wrap "
+                                        "it, data::batches_on_backend<cuda>(source) (data/on_backend_source.hpp)");
+
  public:
   struct options {
     index_t batch = 4, frames = 8, size = 32, prototypes = 16;
