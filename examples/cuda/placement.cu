@@ -1,4 +1,4 @@
-// place_on_cuda_device (cuda_placement.hpp): compiled into each program's GPU half.
+// place_on_cuda_device (cuda_placement.hpp): one object linked into every program with a GPU half.
 #include <mscl/backend/cuda/runtime.hpp>  // device selection and the context: no tensor headers needed
 
 #include "cuda_placement.hpp"
