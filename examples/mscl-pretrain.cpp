@@ -108,13 +108,8 @@ int main(int argc, char** argv) {
       return 0;
     }
 #if MSCL_PROGRAMS_WITH_CUDA
-    mscl::programs::cuda_placement where;  // bound to its GPU before any output is written
-    if (device == "cuda") {
-      where.local_rank = mscl::dist::local_rank_from_launcher();
-      where.nccl = nccl;
-      where.announce = [&](const std::string& line) { std::cerr << "mscl-pretrain: rank " << rank << ": " << line << "\n"; };
-      mscl::programs::place_on_cuda_device(where);
-    }
+    // Bound to its GPU before any output is written.
+    const auto where = mscl::programs::place_for_device(device, "mscl-pretrain", rank, mscl::dist::local_rank_from_launcher(), nccl);
 #endif
 #ifdef _OPENMP
     omp_set_num_threads(cfg.at("threads").get<int>());

@@ -8,6 +8,7 @@
 // `--device cuda` with a message saying how to build it. This header: where a GPU run goes.
 #pragma once
 #include <functional>
+#include <iostream>
 #include <string>
 
 namespace mscl::programs {
@@ -28,5 +29,19 @@ struct cuda_placement {
 /// The programs call it before they write any output, so a run without a GPU leaves nothing
 /// behind; the GPU halves call it themselves when it was not called (examples/cuda/placement.cu).
 void place_on_cuda_device(cuda_placement& p);
+
+/// What the programs do first with `--device D`: for D = "cuda", place rank `rank` (local rank
+/// `local_rank` on its node) of `program` on its GPU, the device line going to stderr as
+/// "<program>: rank R: cuda device …"; for "cpu", an unplaced placement.
+inline cuda_placement place_for_device(const std::string& device, const std::string& program, int rank, int local_rank,
+                                       bool nccl) {
+  cuda_placement p;
+  if (device != "cuda") return p;
+  p.local_rank = local_rank;
+  p.nccl = nccl;
+  p.announce = [program, rank](const std::string& line) { std::cerr << program << ": rank " << rank << ": " << line << "\n"; };
+  place_on_cuda_device(p);
+  return p;
+}
 
 }  // namespace mscl::programs
