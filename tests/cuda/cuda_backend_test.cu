@@ -854,9 +854,8 @@ TEST_CASE("cuda finetune: eval::finetune with the cuda tag matches the cpu run, 
   mscl::eval::video_classifier<float, cuda> c1(tiny_classifier());
   mscl::eval::finetune(c1, data, &data, fo1);
   REQUIRE(first.size() == 3);
-  auto fo2 = options("mscl_cuda_finetune_resume", &second);
-  fs::remove_all(fo2.out_dir);
-  fs::copy(fo1.out_dir, fo2.out_dir, fs::copy_options::recursive);  // (options() cleared it)
+  auto fo2 = options("mscl_cuda_finetune_resumed", &second);  // a copy of the stopped run's directory
+  fs::copy(fo1.out_dir, fo2.out_dir, fs::copy_options::recursive);
   fo2.resume = true;
   mscl::eval::video_classifier<float, cuda> c2(tiny_classifier());
   const auto r2 = mscl::eval::finetune(c2, data, &data, fo2);
