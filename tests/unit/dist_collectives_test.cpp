@@ -19,6 +19,7 @@
 #include <mscl/dist/tensor_collectives.hpp>
 #include <mscl/dist/data_parallel.hpp>
 #include <mscl/dist/gradient_buckets.hpp>
+#include <mscl/dist/launch.hpp>
 #include <mscl/dist/sync_batch_norm.hpp>
 #include <mscl/ops/elementwise.hpp>
 #include <mscl/ops/norm.hpp>
@@ -125,6 +126,28 @@ TEST_CASE("gradient-ready hook: every graph leaf reported once, with its final g
   reported.clear();
   ops::sum(ops::mul(a, b)).backward();
   REQUIRE(reported.empty());
+}
+
+TEST_CASE("local_rank_from_launcher: the launchers' variables in order, 0 alone, a bad value named", "[dist]") {
+  const char* vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID", "PMI_LOCAL_RANK", "LOCAL_RANK"};
+  std::vector<std::pair<std::string, std::string>> saved;  // restored at the end (ctest may run under a launcher)
+  for (const char* v : vars)
+    if (const char* x = std::getenv(v)) saved.emplace_back(v, x);
+  for (const char* v : vars) unsetenv(v);
+  CHECK(dist::local_rank_from_launcher() == 0);
+  setenv("LOCAL_RANK", "5", 1);
+  CHECK(dist::local_rank_from_launcher() == 5);
+  setenv("SLURM_LOCALID", "2", 1);  // Slurm's comes before the generic LOCAL_RANK
+  CHECK(dist::local_rank_from_launcher() == 2);
+  setenv("OMPI_COMM_WORLD_LOCAL_RANK", "1", 1);
+  CHECK(dist::local_rank_from_launcher() == 1);
+  for (const char* bad : {"x", "-1", "3a", ""}) {
+    setenv("OMPI_COMM_WORLD_LOCAL_RANK", bad, 1);
+    CHECK_THROWS_WITH(dist::local_rank_from_launcher(), Catch::Contains("OMPI_COMM_WORLD_LOCAL_RANK") &&
+                                                             Catch::Contains("not a non-negative integer"));
+  }
+  for (const char* v : vars) unsetenv(v);
+  for (const auto& [k, v] : saved) setenv(k.c_str(), v.c_str(), 1);
 }
 
 TEST_CASE("distributed_sampler: disjoint shards whose union is the global batch", "[dist]") {
