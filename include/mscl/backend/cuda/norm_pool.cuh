@@ -10,6 +10,17 @@
 
 namespace mscl::cuda_backend::kernels {
 
+/// The tail of the per-channel reductions below: the block's two partial sums (a, b) reduced
+/// over the block and added once each, by thread 0, to *out_a and *out_b.
+__device__ inline void add_block_sums(double a, double b, double* shared, double* out_a, double* out_b) {
+  a = block_sum(a, shared);
+  b = block_sum(b, shared);
+  if (threadIdx.x == 0) {
+    atomicAdd(out_a, a);
+    atomicAdd(out_b, b);
+  }
+}
+
 template <class T>
 __global__ void relu_inplace(T* p, i64 n) {
   const f_relu f;
@@ -53,12 +64,7 @@ __global__ void bn_channel_sums(const T* __restrict__ x, const T* __restrict__ d
     a += g;
     b += g * (double(x[idx]) - m) * is;
   }
-  a = block_sum(a, shared);
-  b = block_sum(b, shared);
-  if (threadIdx.x == 0) {
-    atomicAdd(sum_dy + ch, a);
-    atomicAdd(sum_dyx + ch, b);
-  }
+  add_block_sums(a, b, shared, sum_dy + ch, sum_dyx + ch);
 }
 
 /// Evaluation-mode input gradient: dx = dy * weight[c] * invstd[c] (weight null: 1).
@@ -99,12 +105,7 @@ __global__ void bn_shifted_sums(const T* __restrict__ x, double* __restrict__ s1
     a += d;
     b += d * d;
   }
-  a = block_sum(a, shared);
-  b = block_sum(b, shared);
-  if (threadIdx.x == 0) {
-    atomicAdd(s1 + ch, a);
-    atomicAdd(s2 + ch, b);
-  }
+  add_block_sums(a, b, shared, s1 + ch, s2 + ch);
 }
 
 /// In place: buf[0..c) = Σ(x−k), buf[c..2c) = Σ(x−k)² become n·m and M2 + n·m²; buf[2c] = n.
@@ -172,12 +173,7 @@ __global__ void bn_sync_gradient_sums(const T* __restrict__ x, const T* __restri
     a += g;
     b += g * (double(x[idx]) - m);
   }
-  a = block_sum(a, shared);
-  b = block_sum(b, shared);
-  if (threadIdx.x == 0) {
-    atomicAdd(sums + ch, a);
-    atomicAdd(sums + c + ch, b);
-  }
+  add_block_sums(a, b, shared, sums + ch, sums + c + ch);
 }
 
 /// dbias = Σg and dweight = Σg(x − mean)·invstd from this process's sums (before the
