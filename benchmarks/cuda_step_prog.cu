@@ -1,7 +1,9 @@
 // r3d_18 training step / forward timing on the cuda backend: the mscl side of
 // benchmarks/peer_pytorch_gpu.py (scripts/gpu-check.sh runs both). Prints one JSON line:
 //   {"engine":"mscl","device":..,"mode":..,"arch":..,"batch":..,"median_ms":..,"min_ms":..,
-//    "max_ms":..,"clips_per_s":..,"peak_device_mb":..,"tf32":..}
+//    "max_ms":..,"clips_per_s":..,"peak_device_mb":..,"tf32":..,"bf16":..}
+// --bf16 runs the steps under bf16 autocast (convolutions and GEMMs on bf16 operands with float
+// accumulation; the peer's torch.autocast("cuda", torch.bfloat16)).
 // The training step matches the PyTorch peer: train-mode forward, 400-way cross-entropy on
 // labels i % 400, backward, SGD(lr 0.01, momentum 0.9, weight decay 1e-4). Each iteration ends
 // with a stream synchronisation, so the time is the step's wall time on the GPU.
@@ -33,7 +35,7 @@ namespace {
 struct args_t {
   std::string mode = "train", arch = "r3d_18";
   long batch = 32, frames = 8, size = 112, iters = 10, warmup = 3, queue = 65536;
-  bool tf32 = true, benchmark = true;
+  bool tf32 = true, benchmark = true, bf16 = false;
 };
 
 args_t parse(int argc, char** argv) {
@@ -53,10 +55,12 @@ args_t parse(int argc, char** argv) {
     else if (k == "--warmup") a.warmup = std::stol(next());
     else if (k == "--queue") a.queue = std::stol(next());
     else if (k == "--no-tf32") a.tf32 = false;
+    else if (k == "--bf16") a.bf16 = true;
     else if (k == "--heuristic-algos") a.benchmark = false;
     else if (k == "--help" || k == "-h") {
       std::cout << "cuda_step_prog --mode train|forward|mscl --arch r3d_18|r2d_18_flow --batch N --frames T --size S\n"
-                   "               --iters K --warmup W [--queue K (mscl, default 65536)] [--no-tf32] [--heuristic-algos]\n"
+                   "               --iters K --warmup W [--queue K (mscl, default 65536)] [--no-tf32] [--bf16]\n"
+                   "               [--heuristic-algos]\n"
                    "Times one r3d_18 training step (or forward), or with --mode mscl one full MSCL objective\n"
                    "training step (R3D-18 RGB + flow encoders, all terms), on the GPU; prints one JSON line.\n";
       std::exit(0);
@@ -79,10 +83,11 @@ void print_result(const args_t& a, const std::string& arch, std::vector<double> 
   const auto stats = mscl::cuda_backend::device_allocator::instance().stats();
   std::printf("{\"engine\":\"mscl\",\"device\":\"%s\",\"mode\":\"%s\",\"arch\":\"%s\",\"batch\":%ld,\"frames\":%ld,"
               "\"size\":%ld,\"median_ms\":%.3f,\"min_ms\":%.3f,\"max_ms\":%.3f,\"clips_per_s\":%.2f,"
-              "\"peak_device_mb\":%.1f,\"tf32\":%s}\n",
+              "\"peak_device_mb\":%.1f,\"tf32\":%s,\"bf16\":%s}\n",
               mscl::cuda_backend::context().properties.name, a.mode.c_str(), arch.c_str(), a.batch, a.frames, a.size,
               median, times.front(), times.back(), 1000.0 * double(a.batch) / median,
-              double(stats.peak_bytes_in_use) / (1024.0 * 1024.0), a.tf32 ? "true" : "false");
+              double(stats.peak_bytes_in_use) / (1024.0 * 1024.0), a.tf32 ? "true" : "false",
+              a.bf16 ? "true" : "false");
 }
 
 /// One full MSCL training step per iteration (the paper's R18 configuration, all terms on).
@@ -186,6 +191,7 @@ int main(int argc, char** argv) {
     }
     mscl::cuda_control::set_allow_tf32(a.tf32);
     mscl::cuda_control::settings().benchmark_conv_algorithms = a.benchmark;
+    mscl::cuda_control::set_autocast_bf16(a.bf16);  // for the whole run: every step, warm-up included
     if (a.mode == "mscl") return run_mscl(a);
     if (a.arch == "r3d_18") {
       auto net = mscl::models::r3d_18<float, mscl::cuda>(400);

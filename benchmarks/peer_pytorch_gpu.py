@@ -3,7 +3,7 @@
 
 Usage (on a GPU machine with PyTorch + torchvision; scripts/gpu-check.sh runs it):
     python3 benchmarks/peer_pytorch_gpu.py --mode train --batch 32 --frames 8 --size 112 \
-        --iters 10 --warmup 3 [--no-tf32] [--heuristic-algos]
+        --iters 10 --warmup 3 [--no-tf32] [--bf16] [--heuristic-algos]
 
 Workload (identical to cuda_step_prog): r3d_18 with a 400-way fc, random init; input N x 3 x T x S x S
 of N(0, 1) values already on the GPU; labels i % 400.
@@ -13,6 +13,8 @@ of N(0, 1) values already on the GPU; labels i % 400.
 Precision: TF32 on (torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32 both True)
 unless --no-tf32, which sets both False; eager mode, FP32 tensors. cudnn.benchmark=True unless
 --heuristic-algos (mscl's default also times cuDNN's algorithms once per shape).
+--bf16 runs forward and loss under torch.autocast("cuda", dtype=torch.bfloat16) (backward follows
+the recorded casts), the peer of cuda_step_prog --bf16; parameters and optimiser stay FP32.
 Timing: torch.cuda.synchronize() before and after each step, perf_counter; median/min/max over
 --iters steps after --warmup steps. Prints one JSON line with the same keys as cuda_step_prog.
 The timed steps run between torch.cuda.profiler.start() and stop() (and in an NVTX range "timed"),
@@ -36,6 +38,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--no-tf32", action="store_true")
     ap.add_argument("--heuristic-algos", action="store_true")
+    ap.add_argument("--bf16", action="store_true")
     a = ap.parse_args()
 
     try:
@@ -68,13 +71,15 @@ def main():
         if it >= a.warmup:
             torch.cuda.nvtx.range_push("timed")
         t0 = time.perf_counter()
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=a.bf16)
         if a.mode == "forward":
             model.eval()
-            with torch.no_grad():
+            with torch.no_grad(), autocast:
                 model(clip)
         else:
             model.train()
-            loss = loss_fn(model(clip), labels)
+            with autocast:
+                loss = loss_fn(model(clip), labels)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -91,6 +96,7 @@ def main():
         "min_ms": round(min(times), 3), "max_ms": round(max(times), 3),
         "clips_per_s": round(1000.0 * a.batch / med, 2),
         "peak_device_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1), "tf32": tf32,
+        "bf16": a.bf16,
         "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
     }))
     return 0

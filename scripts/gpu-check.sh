@@ -141,6 +141,7 @@ MSCL_CUDNN_SEARCH=legacy timeout 100 "$bundle/cuda_step_prog" --mode train --bat
   || { echo "mscl (legacy search) failed:"; tail -5 "$results/r3d18_train_b32_tf32_legacy.mscl.err"; }
 cat "$results/r3d18_train_b32_tf32_legacy.mscl.json" 2>/dev/null
 bench r3d18_train_b32_fp32 --mode train --batch 32 --frames 8 --size 112 --no-tf32
+bench r3d18_train_b32_bf16 --mode train --batch 32 --frames 8 --size 112 --bf16
 echo "== mscl_step_b32_tf32 (full MSCL step, queue 65536; no PyTorch peer)"
 timeout 150 "$bundle/cuda_step_prog" --mode mscl --batch 32 --frames 8 --size 112 --queue 65536 --iters $iters \
   --warmup $warm >"$results/mscl_step_b32_tf32.mscl.json" 2>"$results/mscl_step_b32_tf32.mscl.err" \
@@ -195,6 +196,10 @@ ratio = (t["median_ms"] / m["median_ms"]) if (m and t) else None
 rows.append(("r3d_18 TF32 step as above, legacy cuDNN search only", f"{m['median_ms']:.1f} ms" if m else "failed",
              f"{t['median_ms']:.1f} ms" if t else "failed", f"{ratio:.2f}x" if ratio else "-", "-", "reported"))
 m = load(os.path.join(d, "mscl_step_b32_tf32.mscl.json"))
+m, t = load(os.path.join(d, "r3d18_train_b32_bf16.mscl.json")), load(os.path.join(d, "r3d18_train_b32_bf16.torch.json"))
+ratio = (t["median_ms"] / m["median_ms"]) if (m and t) else None
+rows.append(("r3d_18 train step as above, bf16 autocast (PyTorch: torch.autocast)", f"{m['median_ms']:.1f} ms" if m else "failed",
+             f"{t['median_ms']:.1f} ms" if t else "failed", f"{ratio:.2f}x" if ratio else "-", "-", "reported"))
 rows.append(("full MSCL step, batch 32, 8x112x112, K 65536, TF32",
              f"{m['median_ms']:.1f} ms, {m['clips_per_s']:.1f} clips/s" if m else "failed", "-", "-", "-", "reported"))
 f = load(os.path.join(d, "tvl1.json"))

@@ -26,6 +26,7 @@
 #include <mscl/mscl.hpp>
 #include <mscl/train/pretrain.hpp>
 #include <mscl/ssl/mscl_objective.hpp>
+#include <mscl/testing/bfloat16_reference.hpp>
 #include <mscl/testing/emulated_peer_reducer.hpp>
 #include <mscl/testing/scripted_peer_communicator.hpp>
 #include <mscl/testing/tiny_mscl.hpp>
@@ -442,6 +443,189 @@ TEST_CASE("cuda r3d_tiny step with TF32 on stays close to cpu") {
   auto ld = mscl::ops::cross_entropy(net_d.forward(clip.d), std::vector<index_t>{1, 2});
   check_close(lc, ld, 1e-2, 0, "loss with TF32");
   mscl::cuda_control::set_allow_tf32(false);
+}
+
+// ===================================================================== bf16 autocast
+// References are the CPU backend's float arithmetic on operands rounded to bf16
+// (mscl::testing::round_to_bfloat16, itself checked against torch in core_tensor_test). A
+// product of two bf16 values is exact in float, so the GPU and the reference differ by float
+// summation order and, for convolutions (whose cuDNN output is bf16), by the output's rounding:
+//   convolution outputs and gradients  |gpu - ref| <= 2^-8 |ref| + 2e-5 max|ref| + 1e-6, and
+//                                       every value a bf16 value
+//   GEMMs (float output)               max|d| <= 1e-4 max|ref| + 1e-5 (as FP32 GEMMs), and
+//                                       farther than that from the float operands' product
+//   r3d_tiny step vs the CPU in float  loss 1e-2 relative, gradient cosine >= 0.98, gradient
+//                                       norm 5e-2 relative (bf16 noise, not a summation bound)
+// These bounds were set before the first GPU run.
+
+namespace {
+/// Elementwise: the bf16-output bound above; `got` must hold bf16 values only.
+void check_bf16_output(const tensor<cpu>& ref, const tensor<cuda>& got, const std::string& what) {
+  INFO(what);
+  REQUIRE(ref.shape() == got.shape());
+  const std::vector<float> a = ref.to_vector(), b = got.to_vector();
+  const double scale = max_abs(a);
+  std::size_t outside = 0, not_bf16 = 0, at = 0;
+  double worst_excess = -1;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const double bound = std::ldexp(std::fabs(double(a[i])), -8) + 2e-5 * scale + 1e-6;
+    const double excess = std::fabs(double(a[i]) - double(b[i])) - bound;
+    if (!(excess <= 0)) ++outside;
+    if (!(excess <= worst_excess)) worst_excess = excess, at = i;
+    if (!mscl::testing::is_bfloat16_value(b[i])) ++not_bf16;
+  }
+  INFO(outside << " of " << a.size() << " values outside the bound; worst at " << at << " (ref " << a[at]
+               << ", cuda " << b[at] << "); " << not_bf16 << " cuda values are not bf16 values");
+  CHECK(outside == 0);
+  CHECK(not_bf16 == 0);
+}
+
+/// Cosine between two lists of tensors taken as one vector each, and their norms.
+struct vector_compare {
+  double cosine = 0, norm_ref = 0, norm_got = 0;
+};
+vector_compare compare_vectors(const std::vector<tensor<cpu>>& ref, const std::vector<tensor<cuda>>& got) {
+  double dot = 0, rr = 0, gg = 0;
+  for (std::size_t t = 0; t < ref.size(); ++t) {
+    if (!ref[t].defined()) continue;
+    const auto a = ref[t].to_vector(), b = got[t].to_vector();
+    for (std::size_t i = 0; i < a.size(); ++i) dot += double(a[i]) * b[i], rr += double(a[i]) * a[i], gg += double(b[i]) * b[i];
+  }
+  return {dot / std::sqrt(rr * gg), std::sqrt(rr), std::sqrt(gg)};
+}
+}  // namespace
+
+TEST_CASE("cuda bf16 autocast: conv3d/conv2d forward and gradients are cuDNN bf16 on bf16-rounded operands") {
+  REQUIRE_GPU_OR_SKIP();
+  using mscl::testing::round_to_bfloat16;
+  for (bool benchmark : {true, false}) {
+    mscl::cuda_control::settings().benchmark_conv_algorithms = benchmark;
+    INFO("algorithm search by " << (benchmark ? "timing" : "heuristics"));
+    // Channel counts of 8/16 keep tensor-core bf16 algorithms available.
+    auto x = random_pair({2, 8, 5, 12, 10}, 71), w = random_pair({16, 8, 3, 3, 3}, 72, true, 0, 0.2),
+         b = random_pair({16}, 73);
+    tensor<cuda> yd, yd_bias;
+    auto g = random_pair({2, 16, 5, 6, 5}, 74, false);
+    {
+      mscl::cuda_control::autocast_bf16_scope bf16;
+      REQUIRE(mscl::cuda_control::settings().autocast_bf16);
+      yd = mscl::ops::conv3d(x.d, w.d, tensor<cuda>(), {1, 2, 2}, {1, 1, 1});
+      REQUIRE(yd.shape() == g.d.shape());
+      mscl::ops::sum(mscl::ops::mul(yd, g.d)).backward();
+      yd_bias = mscl::ops::conv3d(x.d.detach(), w.d.detach(), b.d, {1, 2, 2}, {1, 1, 1});
+      mscl::ops::sum(mscl::ops::mul(yd_bias, g.d)).backward();
+    }
+    REQUIRE_FALSE(mscl::cuda_control::settings().autocast_bf16);  // the scope restored it
+    // Reference: float convolution of the rounded operands.
+    tensor<cpu> xr = round_to_bfloat16(x.h), wr = round_to_bfloat16(w.h);
+    xr.set_requires_grad(true);
+    wr.set_requires_grad(true);
+    const tensor<cpu> yr = mscl::ops::conv3d(xr, wr, tensor<cpu>(), {1, 2, 2}, {1, 1, 1});
+    check_bf16_output(yr, yd, "conv3d forward");
+    // Backward: the incoming gradient g is float; the GPU rounds it, so the reference does too.
+    mscl::ops::sum(mscl::ops::mul(yr, round_to_bfloat16(g.h))).backward();
+    check_bf16_output(xr.grad(), x.d.grad(), "conv3d grad input");
+    check_bf16_output(wr.grad(), w.d.grad(), "conv3d grad weight");
+    // The bias is added in float to the bf16 output, and its gradient is a float reduction of
+    // the float incoming gradient.
+    const tensor<cpu> bias_only = mscl::ops::conv3d(tensor<cpu>::zeros(x.h.shape()), tensor<cpu>::zeros(w.h.shape()),
+                                                    b.h.detach(), {1, 2, 2}, {1, 1, 1});
+    check_close(mscl::ops::add(mscl::to_host(yd.detach()), bias_only), yd_bias, k_elem, k_elem, "conv3d forward with bias");
+    auto yc = mscl::ops::conv3d(x.h.detach(), w.h.detach(), b.h, {1, 2, 2}, {1, 1, 1});
+    mscl::ops::sum(mscl::ops::mul(yc, g.h)).backward();
+    check_close(b.h.grad(), b.d.grad(), k_heavy, k_elem, "conv3d grad bias (float)");
+
+    // Without autocast the same call is float again: its output is not all bf16 values.
+    const auto y_float = mscl::ops::conv3d(x.d.detach(), w.d.detach(), b.d.detach(), {1, 2, 2}, {1, 1, 1}).to_vector();
+    std::size_t non_bf16 = 0;
+    for (float v : y_float) non_bf16 += mscl::testing::is_bfloat16_value(v) ? 0 : 1;
+    CHECK(non_bf16 > y_float.size() / 2);
+
+    // conv2d runs through conv3d (t = 1).
+    auto x2 = random_pair({2, 16, 11, 10}, 75), w2 = random_pair({8, 16, 3, 3}, 76, true, 0, 0.2);
+    tensor<cuda> zd;
+    {
+      mscl::cuda_control::autocast_bf16_scope bf16;
+      zd = mscl::ops::conv2d(x2.d, w2.d, {}, {2, 1}, {1, 0});
+      mscl::ops::sum(mscl::ops::square(zd)).backward();  // backward inside the scope, as in training
+    }
+    tensor<cpu> x2r = round_to_bfloat16(x2.h), w2r = round_to_bfloat16(w2.h);
+    x2r.set_requires_grad(true);
+    w2r.set_requires_grad(true);
+    const tensor<cpu> zc = mscl::ops::conv2d(x2r, w2r, {}, {2, 1}, {1, 0});
+    check_bf16_output(zc, zd, "conv2d forward");
+    // d(sum z^2)/dz = 2z with z the GPU's bf16 output: the reference takes the same incoming gradient.
+    const tensor<cpu> gz = round_to_bfloat16(mscl::ops::scale(mscl::to_host(zd.detach()), 2.0f));
+    mscl::ops::sum(mscl::ops::mul(zc, gz)).backward();
+    check_bf16_output(x2r.grad(), x2.d.grad(), "conv2d grad input");
+    check_bf16_output(w2r.grad(), w2.d.grad(), "conv2d grad weight");
+  }
+  mscl::cuda_control::settings().benchmark_conv_algorithms = true;
+}
+
+TEST_CASE("cuda bf16 autocast: matmul and linear are float-accumulated products of bf16-rounded operands") {
+  REQUIRE_GPU_OR_SKIP();
+  using mscl::testing::round_to_bfloat16;
+  using namespace mscl::ops;
+  auto a = random_pair({37, 70}, 81), w = random_pair({21, 70}, 82), b = random_pair({21}, 83),
+       m = random_pair({21, 13}, 84);
+  auto G = random_pair({37, 21}, 85, false), H = random_pair({37, 13}, 86, false);
+  tensor<cuda> yd, pd;
+  {
+    mscl::cuda_control::autocast_bf16_scope bf16;
+    yd = linear(a.d, w.d, b.d);  // 37 x 21
+    pd = matmul(yd, m.d);        // 37 x 13
+    add(sum(mul(yd, G.d)), sum(mul(pd, H.d))).backward();
+  }
+  const tensor<cpu> ar = round_to_bfloat16(a.h), wr = round_to_bfloat16(w.h), mr = round_to_bfloat16(m.h);
+  const tensor<cpu> y_ref = linear(ar, wr, b.h);
+  check_close(y_ref, yd, k_heavy, k_elem, "linear forward");
+  // pd's left operand is the GPU's own float output yd: the reference rounds that.
+  const tensor<cpu> y_got = mscl::to_host(yd.detach());
+  check_close(matmul(round_to_bfloat16(y_got), mr), pd, k_heavy, k_elem, "matmul forward");
+  // The path really was bf16: the float operands' product is farther away than the bound.
+  {
+    const auto exact = linear(a.h.detach(), w.h.detach(), b.h.detach()).to_vector(), got = yd.to_vector();
+    double worst = 0;
+    for (std::size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::fabs(double(exact[i]) - got[i]));
+    CHECK(worst > k_heavy * max_abs(exact) + k_elem);
+  }
+  // Gradients: dpd = H, dyd = G + H·mᵀ (a float GEMM under autocast, then a float add).
+  const tensor<cpu> Hr = round_to_bfloat16(H.h);
+  check_close(matmul(transpose(round_to_bfloat16(y_got), 0, 1), Hr), m.d.grad(), k_heavy, k_elem, "matmul grad right");
+  const tensor<cpu> dy = add(G.h, matmul(Hr, transpose(mr, 0, 1)));
+  const tensor<cpu> dyr = round_to_bfloat16(dy);
+  // dy itself is a GPU float result that the reference recomputes; its rounding can land one
+  // bf16 step away where dy sits next to a rounding boundary, so the gradient GEMMs get 2e-3.
+  check_close(matmul(dyr, wr), a.d.grad(), 2e-3, k_elem, "linear grad input");
+  check_close(matmul(transpose(dyr, 0, 1), ar), w.d.grad(), 2e-3, k_elem, "linear grad weight");
+  check_close(sum(dy, 0), b.d.grad(), k_heavy, k_elem, "linear grad bias (float)");
+}
+
+TEST_CASE("cuda bf16 autocast: an r3d_tiny training step stays close to the cpu's float step") {
+  REQUIRE_GPU_OR_SKIP();
+  auto net_c = mscl::models::r3d_tiny<float, cpu>(10, /*seed=*/9);
+  auto net_d = mscl::models::r3d_tiny<float, cuda>(10, /*seed=*/9);
+  auto clip = random_pair({4, 3, 8, 32, 32}, 87, false);
+  const std::vector<index_t> labels{2, 5, 8, 1};
+  auto loss_c = mscl::ops::cross_entropy(net_c.forward(clip.h), labels);
+  loss_c.backward();
+  tensor<cuda> loss_d;
+  {
+    mscl::cuda_control::autocast_bf16_scope bf16;
+    loss_d = mscl::ops::cross_entropy(net_d.forward(clip.d), labels);
+    loss_d.backward();
+  }
+  check_close(loss_c, loss_d, 1e-2, 0, "loss under bf16 autocast");
+  std::vector<tensor<cpu>> gc;
+  std::vector<tensor<cuda>> gd;
+  for (auto& p : net_c.parameters()) gc.push_back(p.grad());
+  for (auto& p : net_d.parameters()) gd.push_back(p.grad());
+  REQUIRE(gc.size() == gd.size());
+  const auto cmp = compare_vectors(gc, gd);
+  INFO("gradient cosine " << cmp.cosine << ", norms cpu " << cmp.norm_ref << " / cuda bf16 " << cmp.norm_got);
+  CHECK(cmp.cosine >= 0.98);
+  CHECK(std::fabs(cmp.norm_got - cmp.norm_ref) <= 5e-2 * cmp.norm_ref);
 }
 
 // ===================================================================== the MSCL objective (ssl/)

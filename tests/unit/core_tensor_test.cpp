@@ -1,7 +1,15 @@
 // Tensor geometry, views, allocator, RNG and the autograd engine itself.
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <limits>
 #include <mscl/mscl.hpp>
+#include <mscl/testing/bfloat16_reference.hpp>
 #include <thread>
 
 using namespace mscl;
@@ -101,4 +109,79 @@ TEST_CASE("autograd: diamond graph accumulates, leaves get grads, graph is consu
   REQUIRE(b.grad().to_vector() == std::vector<double>{1, 1});
   ops::sum(ops::add(a, b)).backward();
   REQUIRE(b.grad().to_vector() == std::vector<double>{2, 2});
+}
+
+// The host bf16 rounding that the CUDA bf16 autocast tests build their references from.
+// Expected values are derived by hand from the format (8 significant bits: the spacing of bf16
+// values in [1, 2) is 2^-7), and, where Debian's PyTorch is importable, every result is also
+// compared with torch's own float -> bfloat16 -> float conversion.
+TEST_CASE("round_to_bfloat16: nearest, ties to even, specials; torch agrees", "[core][bf16]") {
+  using mscl::testing::round_to_bfloat16;
+  using mscl::testing::is_bfloat16_value;
+  const float one = 1.0f, step = std::ldexp(1.0f, -7), half = std::ldexp(1.0f, -8);
+  CHECK(round_to_bfloat16(one) == one);
+  CHECK(round_to_bfloat16(one + step) == one + step);                                        // exact
+  CHECK(round_to_bfloat16(one + half) == one);                                               // tie -> even (down)
+  CHECK(round_to_bfloat16(one + 3 * half) == one + 2 * step);                                // tie -> even (up)
+  CHECK(round_to_bfloat16(one + half + std::ldexp(1.0f, -20)) == one + step);                // above the tie
+  CHECK(round_to_bfloat16(one + half - std::ldexp(1.0f, -20)) == one);                       // below the tie
+  CHECK(round_to_bfloat16(-(one + half + std::ldexp(1.0f, -20))) == -(one + step));          // sign kept
+  CHECK(round_to_bfloat16(std::numeric_limits<float>::max()) == std::numeric_limits<float>::infinity());
+  const float bf16_max = std::ldexp(2.0f - step, 127);
+  CHECK(round_to_bfloat16(bf16_max) == bf16_max);
+  CHECK(round_to_bfloat16(std::numeric_limits<float>::infinity()) == std::numeric_limits<float>::infinity());
+  CHECK(std::isnan(round_to_bfloat16(std::numeric_limits<float>::quiet_NaN())));
+  CHECK(round_to_bfloat16(std::ldexp(1.0f, -149)) == 0.0f);                                  // smallest subnormal
+  CHECK(round_to_bfloat16(std::ldexp(1.0f, -133)) == std::ldexp(1.0f, -133));                // a bf16 subnormal
+
+  // Random floats over many binades: the result is a bf16 value within half a spacing of x.
+  mscl::generator gen(17);
+  std::vector<float> values(20000);
+  gen.fill_normal(values.data(), index_t(values.size()), 0, 1);
+  for (std::size_t i = 0; i < values.size(); ++i) values[i] = std::ldexp(values[i], int(i % 200) - 100);
+  values.push_back(std::numeric_limits<float>::max());
+  values.push_back(-std::numeric_limits<float>::infinity());
+  values.push_back(std::ldexp(1.0f, -149));
+  values.push_back(one + half);
+  values.push_back(one + 3 * half);
+  std::size_t bad = 0;
+  for (float x : values) {
+    const float r = round_to_bfloat16(x);
+    if (!std::isfinite(x) || !std::isfinite(r)) continue;
+    const int e = std::ilogb(x == 0 ? 1.0f : x);
+    const double spacing = std::ldexp(1.0, std::max(e, -126) - 7);
+    if (!is_bfloat16_value(r) || std::fabs(double(r) - double(x)) > spacing / 2) ++bad;
+  }
+  CHECK(bad == 0);
+
+  if (std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") != 0) {
+    WARN("torch not importable: the comparison with torch's bfloat16 conversion is skipped");
+    return;
+  }
+  const auto dir = std::filesystem::temp_directory_path() / ("mscl_bf16_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  {
+    std::ofstream f(dir / "in.bin", std::ios::binary);
+    f.write(reinterpret_cast<const char*>(values.data()), std::streamsize(values.size() * sizeof(float)));
+  }
+  const std::string cmd = "/usr/bin/python3 -c 'import sys, numpy, torch; a = numpy.fromfile(sys.argv[1], "
+                          "dtype=numpy.float32); torch.from_numpy(a).to(torch.bfloat16).float().numpy()"
+                          ".tofile(sys.argv[2])' " + (dir / "in.bin").string() + " " + (dir / "out.bin").string();
+  REQUIRE(std::system(cmd.c_str()) == 0);
+  std::vector<float> torch_values(values.size());
+  {
+    std::ifstream f(dir / "out.bin", std::ios::binary);
+    f.read(reinterpret_cast<char*>(torch_values.data()), std::streamsize(torch_values.size() * sizeof(float)));
+    REQUIRE(f.gcount() == std::streamsize(torch_values.size() * sizeof(float)));
+  }
+  std::filesystem::remove_all(dir);
+  std::size_t differ = 0, first = 0;
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const float r = round_to_bfloat16(values[i]);
+    const bool same = std::isnan(r) ? std::isnan(torch_values[i]) : r == torch_values[i];
+    if (!same && differ++ == 0) first = i;
+  }
+  INFO("first difference at " << first << ": x = " << values[first] << ", mscl " << round_to_bfloat16(values[first])
+                              << ", torch " << torch_values[first]);
+  CHECK(differ == 0);
 }

@@ -12,6 +12,13 @@
 /// tensor-core rounding of float inputs). For float, the benchmark search also times the engines
 /// of cuDNN's graph API (conv_engines.hpp) against the legacy choice and keeps the faster one
 /// (`settings().search_graph_engines`).
+///
+/// bf16 autocast (`settings().autocast_bf16`, float tensors only): the convolution casts its
+/// input and weight to bf16 scratch, runs cuDNN on bf16 tensors with float accumulation and
+/// casts the bf16 output back to float; backward casts the incoming gradient and returns float
+/// gradients computed the same way (the bias gradient stays float). The bf16 copies, not the
+/// float operands, are what backward keeps. The plans of bf16 tensors are separate entries of
+/// the same cache, searched the same way.
 #pragma once
 #include <array>
 #include <map>
@@ -29,10 +36,16 @@ namespace mscl::cuda_backend {
 
 namespace detail {
 
-template <class T>
+/// The element types a convolution runs on: float and double tensors, and bf16 scratch under
+/// autocast.
+template <class S>
 constexpr cudnnDataType_t cudnn_type() {
-  return std::is_same_v<T, float> ? CUDNN_DATA_FLOAT : CUDNN_DATA_DOUBLE;
+  return std::is_same_v<S, float> ? CUDNN_DATA_FLOAT : std::is_same_v<S, double> ? CUDNN_DATA_DOUBLE : CUDNN_DATA_BFLOAT16;
 }
+/// The type of cuDNN's alpha/beta scaling factors (and the accumulation): double for double,
+/// float for float and bf16.
+template <class S>
+using conv_scale_t = std::conditional_t<std::is_same_v<S, double>, double, float>;
 
 /// Scratch memory from the caching allocator, released at scope exit.
 struct workspace {
@@ -89,6 +102,7 @@ conv_plan& plan_for(const backend::cpu_kernels::conv3d_geometry& g) {
   static std::mutex mutex;
   static std::map<std::array<index_t, 19>, std::unique_ptr<conv_plan>> cache;
   const bool tf32 = std::is_same_v<T, float> && settings().allow_tf32;
+  // sizeof tells float (4), double (8) and bf16 (2) apart.
   const std::array<index_t, 19> key{g.n,  g.c_in, g.t,  g.h,  g.w,  g.c_out, g.kt, g.kh, g.kw,
                                     g.st, g.sh,   g.sw, g.pt, g.ph, g.pw,    index_t(sizeof(T)), index_t(tf32),
                                     index_t(settings().benchmark_conv_algorithms),
@@ -110,9 +124,13 @@ conv_plan& plan_for(const backend::cpu_kernels::conv3d_geometry& g) {
   MSCL_CUDNN_CHECK(cudnnSetFilterNdDescriptor(p->w, type, CUDNN_TENSOR_NCHW, 5, wdims.data()));
   const std::array<int, 3> pad{int(g.pt), int(g.ph), int(g.pw)}, stride{int(g.st), int(g.sh), int(g.sw)},
       dilation{1, 1, 1};
+  // bf16 tensors compute in float (cuDNN's PSEUDO_BFLOAT16_CONFIG).
+  const cudnnDataType_t compute = std::is_same_v<T, double> ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT;
   MSCL_CUDNN_CHECK(cudnnSetConvolutionNdDescriptor(p->conv, 3, pad.data(), stride.data(), dilation.data(),
-                                                   CUDNN_CROSS_CORRELATION, type));
-  p->base_math = (std::is_same_v<T, float> && !tf32) ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH;
+                                                   CUDNN_CROSS_CORRELATION, compute));
+  p->base_math = (std::is_same_v<T, float> && !tf32) ? CUDNN_FMA_MATH
+                 : cudnn_type<T>() == CUDNN_DATA_BFLOAT16 ? CUDNN_TENSOR_OP_MATH
+                                                          : CUDNN_DEFAULT_MATH;
   MSCL_CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv, p->base_math));
   std::array<int, 5> out{};
   MSCL_CUDNN_CHECK(cudnnGetConvolutionNdForwardOutputDim(p->conv, p->x, p->w, 5, out.data()));
@@ -154,7 +172,7 @@ algo_choice pick(const Perf* results, int count, std::size_t budget, const conv_
 template <class T, class LegacyRun>
 void consider_engines(engine_choice& choice, const backend::cpu_kernels::conv3d_geometry& g, conv_direction dir,
                       const conv_pointers& io, LegacyRun&& legacy_run) {
-  if constexpr (std::is_same_v<T, float>) {
+  if constexpr (!std::is_same_v<T, double>) {
     if (!settings().benchmark_conv_algorithms || !settings().search_graph_engines || !io.aligned()) return;
     try {
       choice.legacy_ms = time_on_stream([&] {
@@ -162,7 +180,8 @@ void consider_engines(engine_choice& choice, const backend::cpu_kernels::conv3d_
         return true;
       });
       const auto r = search_engines(g, dir, settings().allow_tf32, search_budget(), io,
-                                    [](std::size_t bytes) { return std::make_unique<workspace>(bytes); });
+                                    [](std::size_t bytes) { return std::make_unique<workspace>(bytes); },
+                                    cudnn_type<T>());
       choice.candidates = r.candidates;
       choice.engine_ms = r.ms;
       if (r.ms >= 0 && r.ms < choice.legacy_ms) {
@@ -179,8 +198,8 @@ void consider_engines(engine_choice& choice, const backend::cpu_kernels::conv3d_
       choice = engine_choice{};
     }
     if (std::getenv("MSCL_CUDNN_LOG"))
-      std::fprintf(stderr, "mscl conv %s %s: legacy %.3f ms, best of %d engines %.3f ms (engine %lld) -> %s\n",
-                   direction_name(dir), g.to_string().c_str(), choice.legacy_ms, choice.candidates, choice.engine_ms,
+      std::fprintf(stderr, "mscl conv%s %s %s: legacy %.3f ms, best of %d engines %.3f ms (engine %lld) -> %s\n",
+                   std::is_same_v<T, float> ? "" : " bf16", direction_name(dir), g.to_string().c_str(), choice.legacy_ms, choice.candidates, choice.engine_ms,
                    static_cast<long long>(choice.plan.engine_index), choice.use ? "engine" : "legacy");
   } else {
     (void)choice, (void)g, (void)dir, (void)io, (void)legacy_run;
@@ -199,6 +218,29 @@ void run_chosen(const engine_choice& choice, const conv_pointers& io, LegacyRun&
   }
 }
 
+/// bf16 scratch of n elements from the caching allocator (autocast's operand copies).
+inline std::shared_ptr<workspace> bf16_scratch(index_t n) {
+  return std::make_shared<workspace>(std::size_t(n) * sizeof(__nv_bfloat16));
+}
+inline __nv_bfloat16* bf16_data(const workspace& w) { return static_cast<__nv_bfloat16*>(w.ptr); }
+
+/// A bf16 copy of n floats (round to nearest even).
+inline std::shared_ptr<workspace> to_bf16(const float* x, index_t n) {
+  auto out = bf16_scratch(n);
+  if (n > 0) {
+    kernels::float_to_bf16<<<grid_for(kernels::vector_work<float>(n)), 256, 0, stream()>>>(x, bf16_data(*out), n);
+    MSCL_CUDA_CHECK_LAUNCH();
+  }
+  return out;
+}
+
+/// y = float(x) for n elements of bf16 scratch.
+inline void from_bf16(const workspace& x, float* y, index_t n) {
+  if (n <= 0) return;
+  kernels::bf16_to_float<<<grid_for(kernels::vector_work<float>(n)), 256, 0, stream()>>>(bf16_data(x), y, n);
+  MSCL_CUDA_CHECK_LAUNCH();
+}
+
 }  // namespace detail
 
 struct conv_ops {
@@ -211,8 +253,12 @@ struct conv_ops {
                            std::array<index_t, 3> padding) {
     const auto g = ops::detail::conv3d_geometry_of(x, w, bias, stride, padding, "conv3d");
     const dtensor<T> xc = detail::contiguous(x), wc = detail::contiguous(w);
+    if constexpr (std::is_same_v<T, float>) {
+      if (settings().autocast_bf16) return conv3d_bf16(g, x, w, bias, xc, wc);
+    }
     dtensor<T> y = dtensor<T>::empty({g.n, g.c_out, g.out_t(), g.out_h(), g.out_w()});
-    forward(g, xc, wc, bias, y);
+    forward<T>(g, xc.data(), wc.data(), y.data());
+    add_bias(g, bias, y);
     const bool gx = x.requires_grad(), gw = w.requires_grad(), gb = bias.requires_grad();
     if (!(gx || gw || gb) || !autograd::is_grad_enabled()) return y;
     dtensor<T> xs = gw ? xc.detach() : dtensor<T>(), ws = gx ? wc.detach() : dtensor<T>();
@@ -221,11 +267,11 @@ struct conv_ops {
       dtensor<T> grad_x, grad_w, grad_b;
       if (gx) {
         grad_x = dtensor<T>::empty({g.n, g.c_in, g.t, g.h, g.w});
-        backward_data(g, gy, ws, grad_x);
+        backward_data<T>(g, gy.data(), ws.data(), grad_x.data());
       }
       if (gw) {
         grad_w = dtensor<T>::empty({g.c_out, g.c_in, g.kt, g.kh, g.kw});
-        backward_filter(g, xs, gy, grad_w);
+        backward_filter<T>(g, xs.data(), gy.data(), grad_w.data());
       }
       if (gb) {
         grad_b = dtensor<T>::empty({g.c_out});
@@ -236,19 +282,72 @@ struct conv_ops {
   }
 
  private:
+  using bf16 = __nv_bfloat16;
+
+  /// conv3d under bf16 autocast (see the file comment). Backward is fixed at the forward's
+  /// choice: it runs in bf16 even if autocast was switched off in between, as PyTorch's.
+  static dtensor<float> conv3d_bf16(const backend::cpu_kernels::conv3d_geometry& g, const dtensor<float>& x,
+                                    const dtensor<float>& w, const dtensor<float>& bias, const dtensor<float>& xc,
+                                    const dtensor<float>& wc) {
+    const auto x16 = detail::to_bf16(xc.data(), xc.numel()), w16 = detail::to_bf16(wc.data(), wc.numel());
+    dtensor<float> y = dtensor<float>::empty({g.n, g.c_out, g.out_t(), g.out_h(), g.out_w()});
+    {
+      const auto y16 = detail::bf16_scratch(y.numel());
+      forward<bf16>(g, detail::bf16_data(*x16), detail::bf16_data(*w16), detail::bf16_data(*y16));
+      detail::from_bf16(*y16, y.data(), y.numel());
+    }
+    add_bias(g, bias, y);
+    const bool gx = x.requires_grad(), gw = w.requires_grad(), gb = bias.requires_grad();
+    if (!(gx || gw || gb) || !autograd::is_grad_enabled()) return y;
+    // Backward keeps the bf16 copies (half the float operands' memory).
+    const auto xs = gw ? x16 : nullptr, ws = gx ? w16 : nullptr;
+    return autograd::record(y, "conv3d", {x, w, bias}, [g, xs, ws, gx, gw, gb](const dtensor<float>& gout) {
+      const dtensor<float> gy = detail::contiguous(gout);
+      dtensor<float> grad_x, grad_w, grad_b;
+      if (gx || gw) {
+        const auto gy16 = detail::to_bf16(gy.data(), gy.numel());
+        if (gx) {
+          grad_x = dtensor<float>::empty({g.n, g.c_in, g.t, g.h, g.w});
+          const auto gx16 = detail::bf16_scratch(grad_x.numel());
+          backward_data<bf16>(g, detail::bf16_data(*gy16), detail::bf16_data(*ws), detail::bf16_data(*gx16));
+          detail::from_bf16(*gx16, grad_x.data(), grad_x.numel());
+        }
+        if (gw) {
+          grad_w = dtensor<float>::empty({g.c_out, g.c_in, g.kt, g.kh, g.kw});
+          const auto gw16 = detail::bf16_scratch(grad_w.numel());
+          backward_filter<bf16>(g, detail::bf16_data(*xs), detail::bf16_data(*gy16), detail::bf16_data(*gw16));
+          detail::from_bf16(*gw16, grad_w.data(), grad_w.numel());
+        }
+      }
+      if (gb) {
+        grad_b = dtensor<float>::empty({g.c_out});
+        backward_bias(g, gy, grad_b);
+      }
+      return std::vector<dtensor<float>>{grad_x, grad_w, grad_b};
+    });
+  }
+
   template <class T>
-  static void forward(const backend::cpu_kernels::conv3d_geometry& g, const dtensor<T>& x, const dtensor<T>& w,
-                      const dtensor<T>& bias, dtensor<T>& y) {
+  static void add_bias(const backend::cpu_kernels::conv3d_geometry& g, const dtensor<T>& bias, dtensor<T>& y) {
+    if (!bias.defined()) return;
     auto& p = detail::plan_for<T>(g);
+    const T one = T(1);
+    const dtensor<T> bc = detail::contiguous(bias);
+    MSCL_CUDNN_CHECK(cudnnAddTensor(context().cudnn, &one, p.bias, bc.data(), &one, p.y, y.data()));
+  }
+
+  // The three directions on device pointers of element type S (float, double, or bf16 scratch).
+  template <class S>
+  static void forward(const backend::cpu_kernels::conv3d_geometry& g, const S* x, const S* w, S* y) {
+    auto& p = detail::plan_for<S>(g);
     cudnnHandle_t h = context().cudnn;
-    const T one = T(1), zero = T(0);
-    const detail::conv_pointers io{(void*)x.data(), (void*)w.data(), (void*)y.data()};
+    const detail::conv_scale_t<S> one = 1, zero = 0;
+    const detail::conv_pointers io{(void*)x, (void*)w, (void*)y};
     const auto legacy = [&] {
       MSCL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.fwd.math));
       detail::workspace ws(p.fwd.workspace);
-      MSCL_CUDNN_CHECK(cudnnConvolutionForward(h, &one, p.x, x.data(), p.w, w.data(), p.conv,
-                                               cudnnConvolutionFwdAlgo_t(p.fwd.algo), ws.ptr, ws.bytes, &zero, p.y,
-                                               y.data()));
+      MSCL_CUDNN_CHECK(cudnnConvolutionForward(h, &one, p.x, x, p.w, w, p.conv, cudnnConvolutionFwdAlgo_t(p.fwd.algo),
+                                               ws.ptr, ws.bytes, &zero, p.y, y));
     };
     if (!p.fwd.chosen) {
       int max_count = 0;
@@ -259,34 +358,29 @@ struct conv_ops {
       MSCL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.base_math));
       if (settings().benchmark_conv_algorithms) {
         detail::workspace ws(budget);
-        MSCL_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(h, p.x, x.data(), p.w, w.data(), p.conv, p.y, y.data(),
-                                                                max_count, &count, perf.data(), ws.ptr, ws.bytes));
+        MSCL_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(h, p.x, x, p.w, w, p.conv, p.y, y, max_count, &count,
+                                                                perf.data(), ws.ptr, ws.bytes));
       } else {
         MSCL_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, p.x, p.w, p.conv, p.y, max_count, &count, perf.data()));
       }
       p.fwd = detail::pick(perf.data(), count, budget, p, "forward", g);
-      detail::consider_engines<T>(p.fwd_engine, g, detail::conv_direction::forward, io, legacy);
+      detail::consider_engines<S>(p.fwd_engine, g, detail::conv_direction::forward, io, legacy);
     }
     detail::run_chosen(p.fwd_engine, io, legacy);
-    if (bias.defined()) {
-      const dtensor<T> bc = detail::contiguous(bias);
-      MSCL_CUDNN_CHECK(cudnnAddTensor(h, &one, p.bias, bc.data(), &one, p.y, y.data()));
-    }
   }
 
-  template <class T>
-  static void backward_data(const backend::cpu_kernels::conv3d_geometry& g, const dtensor<T>& gy, const dtensor<T>& w,
-                            dtensor<T>& gx) {
-    auto& p = detail::plan_for<T>(g);
+  template <class S>
+  static void backward_data(const backend::cpu_kernels::conv3d_geometry& g, const S* gy, const S* w, S* gx) {
+    auto& p = detail::plan_for<S>(g);
     cudnnHandle_t h = context().cudnn;
-    const T one = T(1), zero = T(0);
-    const detail::conv_pointers io{(void*)gx.data(), (void*)w.data(), (void*)gy.data()};
+    const detail::conv_scale_t<S> one = 1, zero = 0;
+    const detail::conv_pointers io{(void*)gx, (void*)w, (void*)gy};
     const auto legacy = [&] {
       MSCL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.bwd_data.math));
       detail::workspace ws(p.bwd_data.workspace);
-      MSCL_CUDNN_CHECK(cudnnConvolutionBackwardData(h, &one, p.w, w.data(), p.y, gy.data(), p.conv,
+      MSCL_CUDNN_CHECK(cudnnConvolutionBackwardData(h, &one, p.w, w, p.y, gy, p.conv,
                                                     cudnnConvolutionBwdDataAlgo_t(p.bwd_data.algo), ws.ptr, ws.bytes,
-                                                    &zero, p.x, gx.data()));
+                                                    &zero, p.x, gx));
     };
     if (!p.bwd_data.chosen) {
       int max_count = 0;
@@ -297,32 +391,30 @@ struct conv_ops {
       MSCL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.base_math));
       if (settings().benchmark_conv_algorithms) {
         detail::workspace ws(budget);
-        MSCL_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(h, p.w, w.data(), p.y, gy.data(), p.conv, p.x,
-                                                                     gx.data(), max_count, &count, perf.data(), ws.ptr,
-                                                                     ws.bytes));
+        MSCL_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(h, p.w, w, p.y, gy, p.conv, p.x, gx, max_count,
+                                                                     &count, perf.data(), ws.ptr, ws.bytes));
       } else {
         MSCL_CUDNN_CHECK(
             cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p.w, p.y, p.conv, p.x, max_count, &count, perf.data()));
       }
       p.bwd_data = detail::pick(perf.data(), count, budget, p, "backward-data", g);
-      detail::consider_engines<T>(p.bwd_data_engine, g, detail::conv_direction::backward_data, io, legacy);
+      detail::consider_engines<S>(p.bwd_data_engine, g, detail::conv_direction::backward_data, io, legacy);
     }
     detail::run_chosen(p.bwd_data_engine, io, legacy);
   }
 
-  template <class T>
-  static void backward_filter(const backend::cpu_kernels::conv3d_geometry& g, const dtensor<T>& x,
-                              const dtensor<T>& gy, dtensor<T>& gw) {
-    auto& p = detail::plan_for<T>(g);
+  template <class S>
+  static void backward_filter(const backend::cpu_kernels::conv3d_geometry& g, const S* x, const S* gy, S* gw) {
+    auto& p = detail::plan_for<S>(g);
     cudnnHandle_t h = context().cudnn;
-    const T one = T(1), zero = T(0);
-    const detail::conv_pointers io{(void*)x.data(), (void*)gw.data(), (void*)gy.data()};
+    const detail::conv_scale_t<S> one = 1, zero = 0;
+    const detail::conv_pointers io{(void*)x, (void*)gw, (void*)gy};
     const auto legacy = [&] {
       MSCL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.bwd_filter.math));
       detail::workspace ws(p.bwd_filter.workspace);
-      MSCL_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, &one, p.x, x.data(), p.y, gy.data(), p.conv,
+      MSCL_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, &one, p.x, x, p.y, gy, p.conv,
                                                       cudnnConvolutionBwdFilterAlgo_t(p.bwd_filter.algo), ws.ptr,
-                                                      ws.bytes, &zero, p.w, gw.data()));
+                                                      ws.bytes, &zero, p.w, gw));
     };
     if (!p.bwd_filter.chosen) {
       int max_count = 0;
@@ -333,15 +425,14 @@ struct conv_ops {
       MSCL_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.base_math));
       if (settings().benchmark_conv_algorithms) {
         detail::workspace ws(budget);
-        MSCL_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(h, p.x, x.data(), p.y, gy.data(), p.conv, p.w,
-                                                                       gw.data(), max_count, &count, perf.data(),
-                                                                       ws.ptr, ws.bytes));
+        MSCL_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(h, p.x, x, p.y, gy, p.conv, p.w, gw, max_count,
+                                                                       &count, perf.data(), ws.ptr, ws.bytes));
       } else {
         MSCL_CUDNN_CHECK(
             cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p.x, p.y, p.conv, p.w, max_count, &count, perf.data()));
       }
       p.bwd_filter = detail::pick(perf.data(), count, budget, p, "backward-filter", g);
-      detail::consider_engines<T>(p.bwd_filter_engine, g, detail::conv_direction::backward_filter, io, legacy);
+      detail::consider_engines<S>(p.bwd_filter_engine, g, detail::conv_direction::backward_filter, io, legacy);
     }
     detail::run_chosen(p.bwd_filter_engine, io, legacy);
   }

@@ -13,7 +13,9 @@
 /// Numerics: for float, engines whose notes say they down-convert inputs (FP16/BF16) or reduce in
 /// reduced precision are never used; without TF32 (`settings().allow_tf32 == false`) engines
 /// noted as tensor-core engines are excluded too, which for float inputs is the FP32 (FMA) path
-/// of the legacy search. Engines that need run-time compilation (NVRTC) are skipped.
+/// of the legacy search. Engines that need run-time compilation (NVRTC) are skipped. For bf16
+/// tensors (bf16 autocast) every engine is a tensor-core engine and the inputs are already
+/// bf16; engines that reduce in reduced precision stay excluded (float accumulation, as PyTorch).
 ///
 /// Tensors are declared 16-byte aligned; conv.hpp uses a plan found here only when the three
 /// pointers of a call are (a view with an odd storage offset takes the legacy algorithm).
@@ -128,7 +130,10 @@ double time_on_stream(Run&& run, int reps = 3) {
 /// The three tensor descriptors, the convolution and the operation graph of one direction.
 class conv_graph {
  public:
-  conv_graph(const backend::cpu_kernels::conv3d_geometry& g, conv_direction dir, cudnnHandle_t h)
+  /// `io_type`: the data type of the three tensors (float, or bf16 under autocast); the
+  /// computation is float either way.
+  conv_graph(const backend::cpu_kernels::conv3d_geometry& g, conv_direction dir, cudnnHandle_t h,
+             cudnnDataType_t io_type = CUDNN_DATA_FLOAT)
       : x_(CUDNN_BACKEND_TENSOR_DESCRIPTOR),
         w_(CUDNN_BACKEND_TENSOR_DESCRIPTOR),
         y_(CUDNN_BACKEND_TENSOR_DESCRIPTOR),
@@ -137,9 +142,9 @@ class conv_graph {
             : dir == conv_direction::backward_data ? CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_DATA_DESCRIPTOR
                                                    : CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_FILTER_DESCRIPTOR),
         graph_(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR) {
-    tensor(x_, 1, {g.n, g.c_in, g.t, g.h, g.w});
-    tensor(w_, 2, {g.c_out, g.c_in, g.kt, g.kh, g.kw});
-    tensor(y_, 3, {g.n, g.c_out, g.out_t(), g.out_h(), g.out_w()});
+    tensor(x_, 1, {g.n, g.c_in, g.t, g.h, g.w}, io_type);
+    tensor(w_, 2, {g.c_out, g.c_in, g.kt, g.kh, g.kw}, io_type);
+    tensor(y_, 3, {g.n, g.c_out, g.out_t(), g.out_h(), g.out_w()}, io_type);
     const cudnnDataType_t comp = CUDNN_DATA_FLOAT;
     const cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
     const std::int64_t dims = 3, pad[3] = {g.pt, g.ph, g.pw}, stride[3] = {g.st, g.sh, g.sw}, dil[3] = {1, 1, 1};
@@ -186,14 +191,13 @@ class conv_graph {
   const backend_descriptor& graph() const { return graph_; }
 
  private:
-  static void tensor(backend_descriptor& d, std::int64_t uid, std::array<index_t, 5> dims_in) {
+  static void tensor(backend_descriptor& d, std::int64_t uid, std::array<index_t, 5> dims_in, cudnnDataType_t type) {
     std::int64_t dims[5], strides[5], s = 1;
     for (int i = 4; i >= 0; --i) {
       dims[i] = std::int64_t(dims_in[std::size_t(i)]);
       strides[i] = s;
       s *= dims[i];
     }
-    const cudnnDataType_t type = CUDNN_DATA_FLOAT;
     const std::int64_t alignment = 16;
     d.set(CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &type);
     d.set(CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 5, dims);
@@ -232,7 +236,7 @@ inline std::vector<std::shared_ptr<backend_descriptor>> heuristic_configs(const 
 }
 
 /// Whether a configuration's engine may run under the numeric policy above; its global index.
-inline bool engine_allowed(const backend_descriptor& cfg, bool tf32, std::int64_t* index) {
+inline bool engine_allowed(const backend_descriptor& cfg, bool tf32, bool bf16, std::int64_t* index) {
   backend_descriptor engine(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
   cudnnBackendDescriptor_t e = engine.get();
   std::int64_t n = 0;
@@ -247,7 +251,7 @@ inline bool engine_allowed(const backend_descriptor& cfg, bool tf32, std::int64_
   for (std::int64_t i = 0; i < count; ++i) {
     if (notes[i] == CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS || notes[i] == CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION)
       return false;
-    if (!tf32 && notes[i] == CUDNN_NUMERICAL_NOTE_TENSOR_CORE) return false;
+    if (!tf32 && !bf16 && notes[i] == CUDNN_NUMERICAL_NOTE_TENSOR_CORE) return false;
   }
   cudnnBackendBehaviorNote_t behaviour[CUDNN_BEHAVIOR_NOTE_TYPE_COUNT];
   if (cudnnBackendGetAttribute(e, CUDNN_ATTR_ENGINE_BEHAVIOR_NOTE, CUDNN_TYPE_BEHAVIOR_NOTE,
@@ -268,20 +272,22 @@ struct engine_search_result {
 
 /// Builds every allowed plan of the graph (heuristics mode A, then fallback; at most
 /// `max_candidates`), times each on `io` with a workspace of up to `budget` bytes, and returns
-/// the fastest. Float only. Never throws for an engine that fails: it is not a candidate.
+/// the fastest. Float or bf16 tensors (`io_type`). Never throws for an engine that fails: it is
+/// not a candidate.
 template <class AllocateWorkspace>
 engine_search_result search_engines(const backend::cpu_kernels::conv3d_geometry& g, conv_direction dir, bool tf32,
                                     std::size_t budget, const conv_pointers& io, AllocateWorkspace&& workspace_of,
-                                    int max_candidates = 64) {
+                                    cudnnDataType_t io_type = CUDNN_DATA_FLOAT, int max_candidates = 64) {
   engine_search_result result;
   cudnnHandle_t h = context().cudnn;
-  const auto cg = std::make_shared<const conv_graph>(g, dir, h);
+  const bool bf16 = io_type == CUDNN_DATA_BFLOAT16;
+  const auto cg = std::make_shared<const conv_graph>(g, dir, h, io_type);
   auto configs = heuristic_configs(*cg, CUDNN_HEUR_MODE_A);
   for (auto& c : heuristic_configs(*cg, CUDNN_HEUR_MODE_FALLBACK)) configs.push_back(std::move(c));
   for (const auto& cfg : configs) {
     if (result.candidates >= max_candidates) break;
     std::int64_t index = -1;
-    if (!engine_allowed(*cfg, tf32, &index)) continue;
+    if (!engine_allowed(*cfg, tf32, bf16, &index)) continue;
     auto plan = std::make_shared<backend_descriptor>(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
     cudnnBackendDescriptor_t c = cfg->get();
     plan->set(CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &h);

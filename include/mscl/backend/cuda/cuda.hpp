@@ -40,7 +40,9 @@ namespace mscl {
 // User-facing names of the backend's controls (mscl::cuda_error is in runtime.hpp).
 namespace cuda_control {
 using cuda_backend::device_available;
+using cuda_backend::autocast_bf16_scope;
 using cuda_backend::set_allow_tf32;
+using cuda_backend::set_autocast_bf16;
 using cuda_backend::settings;
 using cuda_backend::synchronize;
 }  // namespace cuda_control

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include <cuda_bf16.h>
+
 namespace mscl::cuda_backend::kernels {
 
 using i64 = long long;
@@ -214,6 +216,44 @@ struct f_square_d { __device__ double operator()(double v) const { return v * v;
 template <class T>
 __global__ void finish_scalar(const double* __restrict__ acc, T* __restrict__ out, double factor) {
   if (blockIdx.x == 0 && threadIdx.x == 0) out[0] = T(acc[0] * factor);
+}
+
+// ------------------------------------------------------------------ bf16 autocast casts
+
+/// y[i] = bf16(x[i]), round to nearest even (__float2bfloat16_rn: NaN stays NaN, overflow gives
+/// infinity). Four floats per load when both pointers allow it; same values either way.
+/// (Templates, as every kernel here: a header's non-template kernel would be defined once per
+/// nvcc translation unit of a program.)
+template <class Bf16 = __nv_bfloat16>
+__global__ void float_to_bf16(const float* __restrict__ x, Bf16* __restrict__ y, i64 n) {
+  if (aligned16(x) && (reinterpret_cast<std::uintptr_t>(y) & 7u) == 0) {
+    const i64 n4 = n / 4;
+    MSCL_GRID_STRIDE(i, n4) {
+      const float4 v = reinterpret_cast<const float4*>(x)[i];
+      __nv_bfloat162* out = reinterpret_cast<__nv_bfloat162*>(y) + 2 * i;
+      out[0] = __floats2bfloat162_rn(v.x, v.y);
+      out[1] = __floats2bfloat162_rn(v.z, v.w);
+    }
+    MSCL_GRID_STRIDE(i, n - 4 * n4) y[4 * n4 + i] = __float2bfloat16_rn(x[4 * n4 + i]);
+    return;
+  }
+  MSCL_GRID_STRIDE(i, n) y[i] = __float2bfloat16_rn(x[i]);
+}
+
+/// y[i] = float(x[i]) (exact).
+template <class Bf16 = __nv_bfloat16>
+__global__ void bf16_to_float(const Bf16* __restrict__ x, float* __restrict__ y, i64 n) {
+  if ((reinterpret_cast<std::uintptr_t>(x) & 7u) == 0 && aligned16(y)) {
+    const i64 n4 = n / 4;
+    MSCL_GRID_STRIDE(i, n4) {
+      const __nv_bfloat162* in = reinterpret_cast<const __nv_bfloat162*>(x) + 2 * i;
+      const float2 a = __bfloat1622float2(in[0]), b = __bfloat1622float2(in[1]);
+      reinterpret_cast<float4*>(y)[i] = make_float4(a.x, a.y, b.x, b.y);
+    }
+    MSCL_GRID_STRIDE(i, n - 4 * n4) y[4 * n4 + i] = __bfloat162float(x[4 * n4 + i]);
+    return;
+  }
+  MSCL_GRID_STRIDE(i, n) y[i] = __bfloat162float(x[i]);
 }
 
 #undef MSCL_GRID_STRIDE

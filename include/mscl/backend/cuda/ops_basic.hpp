@@ -241,6 +241,17 @@ struct basic_ops {
     const cublasOperation_t op_a = ta ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
     const int lda = int(a.shape()[1]), ldb = int(b.shape()[1]), ldc = int(n);
     if constexpr (std::is_same_v<T, float>) {
+      if (settings().autocast_bf16) {
+        // bf16 autocast: the float matrices' elements are rounded to bf16 inside cuBLAS, products
+        // accumulate in float, the result stays float. The gradients are GEMMs too and read the
+        // setting when backward runs (convolutions keep their forward's choice): keep forward
+        // and backward in one autocast scope.
+        MSCL_CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH));
+        MSCL_CUBLAS_CHECK(cublasGemmEx(h, op_b, op_a, int(n), int(m), int(k), &one, bc.data(), CUDA_R_32F, ldb,
+                                       ac.data(), CUDA_R_32F, lda, &zero, out.data(), CUDA_R_32F, ldc,
+                                       CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT));
+        return out;
+      }
       MSCL_CUBLAS_CHECK(cublasSetMathMode(h, settings().allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
       MSCL_CUBLAS_CHECK(cublasSgemm(h, op_b, op_a, int(n), int(m), int(k), &one, bc.data(), ldb, ac.data(), lda, &zero,
                                     out.data(), ldc));

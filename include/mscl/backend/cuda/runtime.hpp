@@ -69,6 +69,16 @@ struct settings_t {
   /// TF32 tensor-core math for float convolutions and GEMMs (PyTorch: cudnn.allow_tf32 and
   /// matmul.allow_tf32). On by default; the CPU-comparison tests switch it off.
   bool allow_tf32 = true;
+  /// bf16 autocast (off by default): float convolutions and GEMMs read their operands rounded
+  /// to bfloat16 and accumulate in float (PyTorch: torch.autocast("cuda", dtype=torch.bfloat16)
+  /// for conv and matmul). Tensors stay float: a convolution casts its input and weight to
+  /// bf16 scratch, runs cuDNN in bf16 (float accumulation) and casts its bf16 output back; the
+  /// GEMMs use cuBLAS's CUBLAS_COMPUTE_32F_FAST_16BF on the float matrices. Batch norm, losses,
+  /// the contrastive heads' GEMMs and the optimiser stay float (docs/cuda.md, "bf16 autocast").
+  /// A convolution's backward keeps its forward's choice, a GEMM's backward reads the setting
+  /// when it runs: switch it around whole steps (autocast_bf16_scope), not between forward and
+  /// backward.
+  bool autocast_bf16 = false;
   /// Benchmark cuDNN's algorithms once per convolution shape (PyTorch: cudnn.benchmark=True);
   /// false uses cuDNN's heuristic choice (no timing runs).
   bool benchmark_conv_algorithms = true;
@@ -89,6 +99,20 @@ inline settings_t& settings() {
   return s;
 }
 inline void set_allow_tf32(bool on) { settings().allow_tf32 = on; }
+inline void set_autocast_bf16(bool on) { settings().autocast_bf16 = on; }
+
+/// bf16 autocast for a scope: `{ autocast_bf16_scope bf16; step(); }`; restores the previous
+/// setting on exit (also when the scope is left by an exception).
+class autocast_bf16_scope {
+ public:
+  explicit autocast_bf16_scope(bool on = true) : previous_(settings().autocast_bf16) { settings().autocast_bf16 = on; }
+  autocast_bf16_scope(const autocast_bf16_scope&) = delete;
+  autocast_bf16_scope& operator=(const autocast_bf16_scope&) = delete;
+  ~autocast_bf16_scope() { settings().autocast_bf16 = previous_; }
+
+ private:
+  bool previous_;
+};
 
 /// Whether a usable CUDA device is present; `why` receives the reason when not (for the
 /// tests' skip message). Never throws.
