@@ -951,6 +951,111 @@ TEST_CASE("cuda trainer: train::pretrain with the cuda tag on host batches match
 }
 
 namespace {
+/// Host batch source for the overlap tests (pure in the iteration, so the test may call it while
+/// the wrapper's thread does): `small`'s batches, `large`'s on every third iteration when given (a
+/// staging buffer then grows in the background), and an io_error on iteration `fail_at`.
+struct overlap_test_source {
+  const mscl::data::random_pair_source<float, cpu>& small;
+  const mscl::data::random_pair_source<float, cpu>* large = nullptr;
+  long fail_at = -1;
+  mscl::ssl::mscl_batch<float, cpu> batch(long iteration) const {
+    if (iteration == fail_at) throw mscl::io_error("overlap_test_source: a corrupt sample");
+    return large && iteration % 3 == 2 ? large->batch(iteration) : small.batch(iteration);
+  }
+};
+
+/// The device batch is the host batch, bit for bit (values, shapes, which parts are undefined).
+void check_same_batch(const mscl::ssl::mscl_batch<float, cuda>& d, const mscl::ssl::mscl_batch<float, cpu>& h) {
+  const std::pair<const tensor<cuda>*, const tensor<cpu>*> parts[] = {
+      {&d.rgb_q, &h.rgb_q},   {&d.rgb_k, &h.rgb_k},           {&d.flow_q, &h.flow_q},
+      {&d.flow_k, &h.flow_k}, {&d.flow_aug_q, &h.flow_aug_q}, {&d.flow_aug_k, &h.flow_aug_k}};
+  for (const auto& [dp, hp] : parts) {
+    REQUIRE(dp->defined() == hp->defined());
+    if (!hp->defined()) continue;
+    CHECK(dp->shape() == hp->shape());
+    CHECK(mscl::to_host(*dp).to_vector() == hp->to_vector());
+  }
+}
+
+mscl::data::random_pair_source<float, cpu>::options overlap_source_options(index_t batch, bool with_aug) {
+  mscl::data::random_pair_source<float, cpu>::options so;
+  so.batch = batch;
+  so.frames = 4;
+  so.size = 12;
+  so.prototypes = 5;
+  so.seed = 17;
+  so.with_aug = with_aug;
+  return so;
+}
+}  // namespace
+
+TEST_CASE("cuda on_backend_source with overlap_copies: background-copied batches equal the host batches (in order, after a jump, growing)") {
+  REQUIRE_GPU_OR_SKIP();
+  for (bool with_aug : {true, false}) {  // false: the flow_aug parts are undefined
+    for (bool varying : {false, true}) {
+      INFO("with_aug " << with_aug << ", varying batch size " << varying);
+      const mscl::data::random_pair_source<float, cpu> small(overlap_source_options(3, with_aug));
+      const mscl::data::random_pair_source<float, cpu> large(overlap_source_options(5, with_aug));
+      overlap_test_source host{small, varying ? &large : nullptr};
+      mscl::data::on_backend_options on, off;
+      on.overlap_copies = true;  // the default, unless MSCL_OVERLAP_COPIES=0
+      off.overlap_copies = false;
+      const auto overlapped = mscl::data::batches_on_backend<cuda>(host, on);
+      const auto synchronous = mscl::data::batches_on_backend<cuda>(host, off);
+      for (long it : {0L, 1L, 2L, 3L, 4L, 5L, 2L, 3L}) {
+        INFO("iteration " << it);
+        const auto hb = host.batch(it);
+        const auto d_on = overlapped.batch(it);
+        const auto d_off = synchronous.batch(it);
+        check_same_batch(d_on, hb);
+        check_same_batch(d_off, hb);
+        CHECK(mscl::to_host(d_on.rgb_k).to_vector() == mscl::to_host(d_off.rgb_k).to_vector());
+        CHECK(mscl::to_host(d_on.flow_k).to_vector() == mscl::to_host(d_off.flow_k).to_vector());
+      }
+      // 0 and the jump back to 2 were copied on request; 1..5 and the second 3 came from the
+      // background; the batch of 6, prepared before the jump, was dropped.
+      const auto st = overlapped.stats();
+      CHECK(st.synchronous == 2);
+      CHECK(st.overlapped == 6);
+      CHECK(st.discarded == 1);
+      const auto st_off = synchronous.stats();
+      CHECK(st_off.synchronous + st_off.overlapped + st_off.discarded == 0);
+    }
+  }
+}
+
+TEST_CASE("cuda on_backend_source with overlap_copies: a source failing in the background fails batch(i), naming the iteration; batch(i+1) still works") {
+  REQUIRE_GPU_OR_SKIP();
+  const mscl::data::random_pair_source<float, cpu> small(overlap_source_options(3, true));
+  const overlap_test_source host{small, nullptr, 3};
+  mscl::data::on_backend_options on;
+  on.overlap_copies = true;
+  const auto wrapped = mscl::data::batches_on_backend<cuda>(host, on);
+  for (long it = 0; it < 3; ++it) check_same_batch(wrapped.batch(it), host.batch(it));
+  CHECK(wrapped.stats().overlapped == 2);
+  // Iteration 3 was prepared in the background after batch(2): its failure comes back from
+  // batch(3), with the source's error type and message and the iteration named.
+  bool threw = false;
+  try {
+    (void)wrapped.batch(3);
+  } catch (const mscl::io_error& e) {
+    threw = true;
+    const std::string what = e.what();
+    INFO(what);
+    CHECK(what.find("iteration 3") != std::string::npos);
+    CHECK(what.find("a corrupt sample") != std::string::npos);
+  }
+  CHECK(threw);
+  // The next iteration is copied on request, and the one after it is prepared again.
+  check_same_batch(wrapped.batch(4), host.batch(4));
+  check_same_batch(wrapped.batch(5), host.batch(5));
+  const auto st = wrapped.stats();
+  CHECK(st.synchronous == 2);  // 0 and 4
+  CHECK(st.overlapped == 3);   // 1, 2 and 5
+  CHECK(st.discarded == 0);
+}
+
+namespace {
 /// Fine-tuning data in memory: fixed clips whose class is the sign pattern of a few low-frequency
 /// components (learnable by a tiny R3D), no augmentation (the generator is not used).
 struct memory_clips {
