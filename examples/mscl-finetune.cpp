@@ -3,6 +3,7 @@
 //
 //   mscl-finetune --config configs/finetune_small_cpu.json [--set key=value ...] [--init CKPT]
 //                 [--out DIR] [--resume] [--print-config] [--device cpu|cuda]
+//                 [--precision tf32|fp32|bf16]
 //
 // --init takes a pretraining checkpoint (mscl-pretrain's ckpt-*.safetensors: the RGB query
 // backbone "model.rgb_q.backbone." is transferred), an MSCL release / MMAction2 / torchvision
@@ -67,7 +68,7 @@ json default_config() {
 const char* usage =
     "usage: mscl-finetune [--config FILE.json] [--set key=value ...] [--init CKPT.safetensors] [--out DIR]\n"
     "                     [--resume] [--print-config] [--dist auto|mpi|nccl|none] [--dist-timeout S]\n"
-    "                     [--device cpu|cuda]\n"
+    "                     [--device cpu|cuda] [--precision tf32|fp32|bf16]\n"
     "Fine-tunes (or, without --init, trains from scratch) an R3D classifier on MMAction2 rawframes\n"
     "(train_root/train_list, test_root/test_list), then evaluates with the test protocol\n"
     "(test_clips clips x test_crop crops, scores averaged as `average`). --print-config lists every key\n"
@@ -78,6 +79,7 @@ const char* usage =
     "--set sync_bn=false). --dist auto|mpi|none (auto: MPI when started by mpirun/srun), --dist-timeout S:\n"
     "a collective waiting longer than S seconds aborts the job (default $MSCL_DIST_TIMEOUT or 300); --dist nccl\n"
     "(with --device cuda): MPI starts the ranks, NCCL carries the collectives.\n"
+    "--precision (with --device cuda): tf32 (default), fp32, or bf16 autocast for convolutions and GEMMs.\n"
     "--device cuda: train and evaluate on the GPU (local rank modulo the GPU count); clips are read on the host.\n";
 
 }  // namespace
@@ -87,7 +89,7 @@ int main(int argc, char** argv) {
   try {
     json cfg = default_config();
     bool resume = false, print_only = false;
-    std::string dist_mode = "auto", device = "cpu";
+    std::string dist_mode = "auto", device = "cpu", precision;
     double dist_timeout = 0;
     for (int i = 1; i < argc; ++i) {
       const std::string k = argv[i];
@@ -117,6 +119,8 @@ int main(int argc, char** argv) {
         device = value();
         MSCL_CHECK(device == "cpu" || device == "cuda", mscl::config_error,
                    "mscl-finetune: --device expects cpu or cuda, got '" << device << "'");
+      } else if (k == "--precision") {
+        precision = value();
       } else if (k == "--dist-timeout") {
         dist_timeout = std::stod(value());
         MSCL_CHECK(dist_timeout > 0, mscl::config_error, "mscl-finetune: --dist-timeout must be positive");
@@ -125,6 +129,7 @@ int main(int argc, char** argv) {
       }
     }
     const bool nccl = dist_mode == "nccl";
+    precision = mscl::programs::checked_precision("mscl-finetune", precision, device);
     MSCL_CHECK(!nccl || device == "cuda", mscl::config_error, "mscl-finetune: --dist nccl needs --device cuda");
 #if !MSCL_PROGRAMS_WITH_CUDA
     MSCL_CHECK(device != "cuda", mscl::config_error,
@@ -139,7 +144,8 @@ int main(int argc, char** argv) {
     }
 #if MSCL_PROGRAMS_WITH_CUDA
     // Bound to its GPU before any output is written.
-    const auto where = mscl::programs::place_for_device(device, "mscl-finetune", rank, mscl::dist::local_rank_from_launcher(), nccl);
+    const auto where = mscl::programs::place_for_device(device, "mscl-finetune", rank, mscl::dist::local_rank_from_launcher(), nccl,
+                                                      precision);
 #endif
 #ifdef _OPENMP
     omp_set_num_threads(cfg.at("threads").get<int>());

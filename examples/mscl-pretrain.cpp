@@ -2,6 +2,7 @@
 //
 //   mscl-pretrain [--config configs/small_cpu.json] [--set key=value ...] [--out DIR] [--resume]
 //                 [--print-config] [--device cpu|cuda] [--flow-coding host|device]
+//                 [--precision tf32|fp32|bf16]
 //
 // Every key of the configuration (see --print-config) can be overridden with --set. The data
 // source is "random_pairs" (synthetic views of random prototypes: a learnable stand-in) or
@@ -14,7 +15,8 @@
 // so a run resumes on either device (the device is not part of the configuration's hash). With the
 // rawframes source the flows' colour coding then runs on the GPU too (--flow-coding device, the
 // default with --device cuda: about half of a loader worker's time per sample; --flow-coding host
-// keeps it in the loader).
+// keeps it in the loader). --precision picks the GPU's float arithmetic: tf32 (default), fp32, or
+// bf16 autocast (docs/cuda.md).
 //
 // Data parallel: `mpirun -np W mscl-pretrain ...` (or `srun`) runs W ranks; "batch" is then the
 // per-rank batch, the global batch is W·batch (lr scaling and the config hash use it, so a run
@@ -40,7 +42,7 @@ int main(int argc, char** argv) {
   try {
     json cfg = mscl::train::default_pretrain_config();
     bool resume = false, print_only = false;
-    std::string dist_mode = "auto", device = "cpu", flow_coding;
+    std::string dist_mode = "auto", device = "cpu", flow_coding, precision;
     double dist_timeout = 0;
     for (int i = 1; i < argc; ++i) {
       const std::string k = argv[i];
@@ -51,6 +53,7 @@ int main(int argc, char** argv) {
       if (k == "--help" || k == "-h") {
         std::cout << "usage: mscl-pretrain [--config FILE.json] [--set key=value ...] [--out DIR] [--resume] "
                      "[--print-config] [--device cpu|cuda] [--flow-coding host|device]\n"
+                     "                     [--precision tf32|fp32|bf16]\n"
                      "Presets: --set flow_moco=false --set cross_modal=false --set lmcl=false --set fra=false gives the\n"
                      "MoCo-RGB baseline. --print-config lists every key with its current value.\n"
                      "Data parallel: mpirun -np W mscl-pretrain ... ('batch' is per rank). --dist auto|mpi|none (auto:\n"
@@ -58,7 +61,8 @@ int main(int argc, char** argv) {
                      "for a dead or stuck peer ends the job with an error (default $MSCL_DIST_TIMEOUT or 300); --dist nccl\n"
                      "(with --device cuda): MPI starts the ranks, NCCL carries the collectives.\n"
                      "--device cuda: train on the GPU (local rank modulo the GPU count); batches are built on the host,\n"
-                     "the rawframes source's flow colour coding runs on the GPU unless --flow-coding host.\n";
+                     "the rawframes source's flow colour coding runs on the GPU unless --flow-coding host. --precision\n"
+                     "(with --device cuda): tf32 (default), fp32, or bf16 autocast for convolutions and GEMMs.\n";
         return 0;
       } else if (k == "--config") {
         const std::string path = value();
@@ -81,6 +85,8 @@ int main(int argc, char** argv) {
         flow_coding = value();
         MSCL_CHECK(flow_coding == "host" || flow_coding == "device", mscl::config_error,
                    "mscl-pretrain: --flow-coding expects host or device, got '" << flow_coding << "'");
+      } else if (k == "--precision") {
+        precision = value();
       } else if (k == "--dist-timeout") {
         dist_timeout = std::stod(value());
         MSCL_CHECK(dist_timeout > 0, mscl::config_error, "mscl-pretrain: --dist-timeout must be positive");
@@ -89,6 +95,7 @@ int main(int argc, char** argv) {
       }
     }
     const bool nccl = dist_mode == "nccl";
+    precision = mscl::programs::checked_precision("mscl-pretrain", precision, device);
     if (flow_coding.empty()) flow_coding = device == "cuda" ? "device" : "host";
     MSCL_CHECK(flow_coding == "host" || device == "cuda", mscl::config_error,
                "mscl-pretrain: --flow-coding device needs --device cuda (on the CPU the loader codes the flows)");
@@ -109,7 +116,8 @@ int main(int argc, char** argv) {
     }
 #if MSCL_PROGRAMS_WITH_CUDA
     // Bound to its GPU before any output is written.
-    const auto where = mscl::programs::place_for_device(device, "mscl-pretrain", rank, mscl::dist::local_rank_from_launcher(), nccl);
+    const auto where = mscl::programs::place_for_device(device, "mscl-pretrain", rank, mscl::dist::local_rank_from_launcher(), nccl,
+                                                      precision);
 #endif
 #ifdef _OPENMP
     omp_set_num_threads(cfg.at("threads").get<int>());

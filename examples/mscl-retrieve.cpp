@@ -52,7 +52,7 @@ const char* usage =
     "         [--normalize imagenet|none] [--centering gallery|per-set|none] [--no-l2] [--ks 1,5,10,20,50]\n"
     "         [--batch B] [--threads P] [--cache DIR] [--json OUT.json] [--linear-probe] [--probe-l2 L]\n"
     "         [--grid OUT.png] [--grid-queries Q] [--limit-train N] [--limit-test N] [--quiet]\n"
-    "         [--device cpu|cuda]\n"
+    "         [--device cpu|cuda] [--precision tf32|fp32|bf16]\n"
     "\n"
     "Weights: --checkpoint takes a pretraining output directory (latest.json) or checkpoint file and\n"
     "  loads the RGB query backbone under --prefix (default model.rgb_q.backbone.); --weights takes\n"
@@ -76,7 +76,8 @@ const char* usage =
     "  gallery features, top-1 on the queries.\n"
     "--grid: PNG of --grid-queries (default 6) evenly spaced queries, each with its top-5 gallery\n"
     "  neighbours (middle frame; green border = same class, red = other).\n"
-    "--device cuda: the backbone runs on the GPU (builds with the CUDA backend); frames are read on the host.\n";
+    "--device cuda: the backbone runs on the GPU (builds with the CUDA backend); frames are read on the host.\n"
+    "  --precision: the GPU's float arithmetic, tf32 (default), fp32, or bf16 autocast.\n";
 
 struct args_t {
   std::string checkpoint, prefix = mscl::eval::k_pretrain_rgb_backbone_prefix, weights, key_map;
@@ -97,6 +98,7 @@ struct args_t {
   long limit_train = 0, limit_test = 0;
   bool quiet = false;
   std::string device = "cpu";
+  std::string precision;  ///< --precision (checked_precision: tf32 when not given)
 };
 
 std::vector<int> parse_ks(const std::string& s) {
@@ -159,6 +161,7 @@ args_t parse(int argc, char** argv) {
 #endif
       a.device = v;
     }
+    else if (k == "--precision") a.precision = v;
     else if (k == "--train-list") a.train_list = v;
     else if (k == "--test-list") a.test_list = v;
     else if (k == "--class-index") a.class_index = v;
@@ -211,6 +214,7 @@ args_t parse(int argc, char** argv) {
   else MSCL_CHECK(a.normalize == "imagenet", mscl::config_error,
                   "mscl-retrieve: --normalize must be imagenet or none, got '" << a.normalize << "'");
   a.clips.validate("mscl-retrieve");
+  a.precision = mscl::programs::checked_precision("mscl-retrieve", a.precision, a.device);
   return a;
 }
 
@@ -383,6 +387,7 @@ int main(int argc, char** argv) {
       if (a.device == "cuda") {
 #if MSCL_PROGRAMS_WITH_CUDA
         mscl::programs::cuda_placement where;
+        where.precision = a.precision;
         where.announce = [&](const std::string& line) { if (!a.quiet) std::cout << "device: " << line << "\n"; };
         mscl::programs::feature_function_net device_net{mscl::programs::cuda_feature_function(*net, where)};
         marks = extract(device_net);

@@ -3,8 +3,9 @@
 # the same program with --device cpu: make-synthetic -> extract-flow (CUDA TV-L1) -> pretrain
 # (MSCL on the rawframes loader) -> the GPU run resumed on the CPU -> retrieve -> finetune.
 # Fails on a nonzero exit, a missing output, or a GPU/CPU disagreement beyond the tolerances:
-# iteration-1 losses within 1e-3 (relative, FP32: TF32 off for the comparison), retrieval
-# features within 1e-3 of their scale. Exits 77 (skipped) without a usable GPU.
+# iteration-1 losses within 1e-3 (relative, FP32: the GPU runs take --precision fp32), retrieval
+# features within 1e-3 of their scale; and a short --precision bf16 pretraining run whose
+# iteration-1 losses stay within 5e-2 of the CPU's. Exits 77 (skipped) without a usable GPU.
 #   programs_gpu.sh BIN_DIR SOURCE_DIR WORK_DIR        (PYTHON: an interpreter with numpy)
 # MSCL_SMOKE_GPU_DEVICE=cpu runs the "GPU" side on the CPU too: a check of this script's own
 # plumbing on a machine without a GPU (every comparison then holds trivially).
@@ -15,6 +16,9 @@ py=${PYTHON:-python3}
 gpu=${MSCL_SMOKE_GPU_DEVICE:-cuda}
 rm -rf "$work"; mkdir -p "$work"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4} NVIDIA_TF32_OVERRIDE=0
+# FP32 on the GPU for the comparisons (the programs' own switch; the variable above is a second
+# guard). The plumbing check on the CPU takes the CPU's default.
+gpu_precision=(); [[ $gpu == cuda ]] && gpu_precision=(--precision fp32)
 d=$work/data; f=$work/flow
 "$bin/mscl-make-synthetic" --out "$d" --train 12 --test 6 --classes 3 --frames 20 --threads 2 > /dev/null 2>&1
 if ! "$bin/mscl-extract-flow" --input-kind rawframes --input "$d" --out "$f" --workers 1 --no-sync --device "$gpu" \
@@ -34,10 +38,14 @@ common=(--config "$src/configs/demo_mscl.json" --set data_root="$d" --set annota
         --set flow_root="$f" --set time_budget_s=0 --set iterations=4 --set checkpoint_every=2 --set batch=4
         --set queue_size=16 --set threads=2 --set log_every=1 --set workers=1)
 for role in ref gpu; do
-  dev=cpu; [[ $role == gpu ]] && dev=$gpu
-  "$bin/mscl-pretrain" "${common[@]}" --device "$dev" --out "$work/pretrain_$role" 2> "$work/pretrain_$role.log" \
+  dev=(--device cpu); [[ $role == gpu ]] && dev=(--device "$gpu" "${gpu_precision[@]}")
+  "$bin/mscl-pretrain" "${common[@]}" "${dev[@]}" --out "$work/pretrain_$role" 2> "$work/pretrain_$role.log" \
     || { tail -5 "$work/pretrain_$role.log" >&2; exit 1; }
 done
+# bf16 autocast: two iterations, compared with the CPU run's first iteration below
+bf16=(--device "$gpu"); [[ $gpu == cuda ]] && bf16+=(--precision bf16)
+"$bin/mscl-pretrain" "${common[@]}" --set iterations=2 "${bf16[@]}" --out "$work/pretrain_bf16" \
+  2> "$work/pretrain_bf16.log" || { tail -5 "$work/pretrain_bf16.log" >&2; exit 1; }
 grep -m1 "cuda device" "$work/pretrain_gpu.log" || true
 mkdir -p "$work/pretrain_resumed"
 cp "$work/pretrain_gpu/config.json" "$work/pretrain_gpu/ckpt-00000002.safetensors" "$work/pretrain_resumed/"
@@ -51,20 +59,22 @@ grep -q "resumed from .* at iteration 2" "$work/pretrain_resumed.log" \
 # retrieval features from the GPU run's checkpoint on either device
 ret=(--root "$d" --clips 2 --centering per-set --threads 2 --quiet)
 for role in ref gpu; do
-  dev=cpu; [[ $role == gpu ]] && dev=$gpu
-  "$bin/mscl-retrieve" --checkpoint "$work/pretrain_gpu" "${ret[@]}" --device "$dev" --cache "$work/features_$role" \
+  dev=(--device cpu); [[ $role == gpu ]] && dev=(--device "$gpu" "${gpu_precision[@]}")
+  "$bin/mscl-retrieve" --checkpoint "$work/pretrain_gpu" "${ret[@]}" "${dev[@]}" --cache "$work/features_$role" \
     --json "$work/retrieve_$role.json" > "$work/retrieve_$role.log" || { tail -5 "$work/retrieve_$role.log" >&2; exit 1; }
 done
 
 # fine-tuning from that checkpoint, one epoch on either device
 ck=$(ls "$work"/pretrain_gpu/ckpt-*.safetensors | tail -1)
 for role in ref gpu; do
-  dev=cpu; [[ $role == gpu ]] && dev=$gpu
+  dev=(--device cpu); [[ $role == gpu ]] && dev=(--device "$gpu" "${gpu_precision[@]}")
   "$bin/mscl-finetune" --config "$src/configs/finetune_small_cpu.json" --set train_root="$d" \
     --set train_list="$d/train_list.txt" --set test_root="$d" --set test_list="$d/test_list.txt" --set epochs=1 \
-    --set batch=4 --set test_clips=1 --set threads=2 --set log_every=1 --init "$ck" --device "$dev" \
+    --set batch=4 --set test_clips=1 --set threads=2 --set log_every=1 --init "$ck" "${dev[@]}" \
     --out "$work/finetune_$role" > "$work/finetune_$role.log" 2>&1 || { tail -5 "$work/finetune_$role.log" >&2; exit 1; }
-  test -f "$work/finetune_$role/metrics.json" && test -f "$work/finetune_$role/model.safetensors"
+  # (one test per line: under set -e a failing test inside an && list would not stop the script)
+  test -f "$work/finetune_$role/metrics.json"
+  test -f "$work/finetune_$role/model.safetensors"
 done
 
 "$py" - "$work" <<'EOF'
@@ -89,6 +99,10 @@ for k in sorted(k for k in c if k.startswith("loss")):
 # float32 drift in the weights; the queues and momentum buffers came through the checkpoint)
 close("pretrain iteration 3 loss, resumed on the cpu vs on the gpu", line(f"{w}/pretrain_gpu/log.jsonl", 3)["loss"],
       line(f"{w}/pretrain_resumed/log.jsonl", 3)["loss"], rtol=5e-3, names=("gpu run", "resumed on cpu"))
+# bf16 autocast against the CPU's float: rounding noise, not summation order
+c, g = first(f"{w}/pretrain_ref/log.jsonl"), first(f"{w}/pretrain_bf16/log.jsonl")
+for k in sorted(k for k in c if k.startswith("loss")):
+    close(f"pretrain iteration 1 {k}, bf16 autocast", c[k], g[k], rtol=5e-2, names=("cpu", "cuda bf16"))
 c, g = first(f"{w}/finetune_ref/log.jsonl"), first(f"{w}/finetune_gpu/log.jsonl")
 close("finetune iteration 1 loss", c["loss"], g["loss"])
 for part in ("gallery", "query"):
