@@ -281,6 +281,9 @@ TEST_CASE("cuda sync-BN (own kernels) matches cpu sync-BN with an emulated secon
       REQUIRE(cudaMemcpy(h.data(), v, n * sizeof(double), cudaMemcpyDeviceToHost) == cudaSuccess);
       inner->all_reduce_sum(h.data(), n);
       REQUIRE(cudaMemcpy(v, h.data(), n * sizeof(double), cudaMemcpyHostToDevice) == cudaSuccess);
+      // cudaMemcpy runs on the legacy default stream, which does not order the backend's
+      // non-blocking stream, and from pageable memory it may return before the DMA lands.
+      REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
     }
     bool reduces_device_memory() const override { return true; }
   };
@@ -347,6 +350,9 @@ TEST_CASE("cuda tensor collectives and gradient buckets against a scripted peer:
   INFO("rank " << r << " of 2, communicator on " << (device_memory ? "device" : "host") << " memory");
   const auto copy = [](void* dst, const void* src, std::size_t n) {
     REQUIRE(cudaMemcpy(dst, src, n, cudaMemcpyDefault) == cudaSuccess);  // host scalars too (UVA)
+    // The legacy default stream does not order the backend's non-blocking stream, and a pageable
+    // host->device cudaMemcpy may return before its DMA lands: finish it before the next kernel.
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
   };
   mscl::testing::scripted_peer_communicator comm(
       r, 1.5, device_memory ? mscl::dist::memory_kind::cuda_device : mscl::dist::memory_kind::host, copy, copy);
@@ -868,7 +874,7 @@ TEST_CASE("cuda trainer: train::pretrain with the cuda tag on host batches match
     mscl::data::random_pair_source<float, cpu>::options so;
     so.batch = 4;
     so.frames = 8;
-    so.size = 16;
+    so.size = 32;  // with 16, shuffle-BN's sub-batches of 2 left layer4's batch norm 2 values per channel
     so.prototypes = 6;
     so.seed = 5;
     return so;
@@ -915,10 +921,11 @@ TEST_CASE("cuda trainer: train::pretrain with the cuda tag on host batches match
   REQUIRE(losses_c.size() == 2);
   REQUIRE(losses_d.size() == 2);
   // Step 1 starts from the same state and data: the cpu/cuda step tolerance. Step 2 carries one
-  // step's float32 drift (up to ~20x, see compare_mscl_steps).
+  // step's float32 drift (up to ~20x the step tolerance at 32×32, see compare_mscl_steps; 1e-2
+  // leaves room beyond that, as nothing re-synchronises the state here).
   for (std::size_t step = 0; step < 2; ++step)
     for (const auto& [name, v] : losses_c[step]) {
-      const double got = losses_d[step].at(name), tol = (step == 0 ? 2e-4 : 4e-3) * std::max(1.0, std::fabs(v));
+      const double got = losses_d[step].at(name), tol = (step == 0 ? 2e-4 : 1e-2) * std::max(1.0, std::fabs(v));
       INFO("step " << step + 1 << ", " << name << ": cpu " << v << ", cuda " << got);
       CHECK(std::fabs(v - got) <= tol);
     }
@@ -1063,7 +1070,9 @@ struct memory_clips {
   std::vector<index_t> labels;
   memory_clips(index_t n, index_t classes, std::uint64_t seed) {
     for (index_t i = 0; i < n; ++i) {
-      const auto p = random_pair({3, 4, 12, 12}, seed + std::uint64_t(i), false, double(i % classes) - 1.0, 1.0);
+      // 8×32×32 clips in batches of 4: layer4's batch norm sees 16 values per channel (with
+      // 4×12×12 clips in pairs it saw 2, and float32 chaos alone exceeded the bounds below).
+      const auto p = random_pair({3, 8, 32, 32}, seed + std::uint64_t(i), false, double(i % classes) - 1.0, 1.0);
       clips.push_back(p.h);
       labels.push_back(i % classes);
     }
@@ -1072,7 +1081,7 @@ struct memory_clips {
   index_t label(index_t i) const { return labels[std::size_t(i)]; }
   tensor<cpu> sample(index_t i, mscl::generator&) const { return clips[std::size_t(i)].clone(); }
   index_t views_per_video() const { return 1; }
-  tensor<cpu> views(index_t i) const { return mscl::ops::reshape(clips[std::size_t(i)], {1, 3, 4, 12, 12}).clone(); }
+  tensor<cpu> views(index_t i) const { return mscl::ops::reshape(clips[std::size_t(i)], {1, 3, 8, 32, 32}).clone(); }
 };
 
 mscl::eval::classifier_options tiny_classifier() {
@@ -1089,11 +1098,11 @@ mscl::eval::classifier_options tiny_classifier() {
 TEST_CASE("cuda finetune: eval::finetune with the cuda tag matches the cpu run, writes its files, resumes, loads back") {
   REQUIRE_GPU_OR_SKIP();
   namespace fs = std::filesystem;
-  const memory_clips data(6, 3, 300);
+  const memory_clips data(12, 3, 300);
   auto options = [](const std::string& name, std::vector<double>* losses) {
     mscl::eval::finetune_options fo;
     fo.epochs = 2;
-    fo.batch = 2;  // 3 iterations per epoch
+    fo.batch = 4;  // 3 iterations per epoch
     fo.lr = 0.05;
     fo.schedule = "cosine";
     fo.eval_every = 1;
@@ -1123,7 +1132,7 @@ TEST_CASE("cuda finetune: eval::finetune with the cuda tag matches the cpu run, 
     INFO("step " << i + 1 << ": cpu " << lc[i] << ", cuda " << ld[i]);
     CHECK(std::fabs(lc[i] - ld[i]) <= (i == 0 ? 2e-4 : 5e-3) * std::max(1.0, std::fabs(lc[i])));
   }
-  REQUIRE(rd.final_eval.metrics.count == 6);
+  REQUIRE(rd.final_eval.metrics.count == 12);
   REQUIRE(rc.final_eval.scores.values.size() == rd.final_eval.scores.values.size());
   for (std::size_t i = 0; i < rc.final_eval.scores.values.size(); ++i) {
     INFO("score " << i << ": cpu " << rc.final_eval.scores.values[i] << ", cuda " << rd.final_eval.scores.values[i]);
@@ -1150,9 +1159,11 @@ TEST_CASE("cuda finetune: eval::finetune with the cuda tag matches the cpu run, 
   const auto r2 = mscl::eval::finetune(c2, data, &data, fo2);
   CHECK(r2.first_iteration == 3);
   REQUIRE(second.size() == 3);
+  // Step 4's loss is a forward pass from the restored state (1e-4); steps 5-6 follow backward
+  // passes whose cuDNN algorithms may reduce in a different order between runs (2e-3).
   for (std::size_t i = 0; i < 3; ++i) {
     INFO("resumed step " << i + 4 << ": " << second[i] << " vs uninterrupted " << ld[i + 3]);
-    CHECK(std::fabs(second[i] - ld[i + 3]) <= 1e-4 * std::max(1.0, std::fabs(ld[i + 3])));
+    CHECK(std::fabs(second[i] - ld[i + 3]) <= (i == 0 ? 1e-4 : 2e-3) * std::max(1.0, std::fabs(ld[i + 3])));
   }
 
   // The device run's model.safetensors loads into a CPU classifier and a fresh device one, which

@@ -111,6 +111,7 @@ class nccl_communicator final : public communicator {
       auto* d = static_cast<char*>(staging(bytes * std::size_t(size_ + 1)));
       copy(d, in, bytes, is_device_pointer(in) ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice, what);
       detail::nccl_check(ncclAllGather(d, d + bytes, n, type(t), comm_, stream_), what);
+      wait(what);  // under the watchdog (see in_place_on_staging)
       copy(out, d + bytes, bytes * std::size_t(size_),
            is_device_pointer(out) ? cudaMemcpyDeviceToDevice : cudaMemcpyDeviceToHost, what);
       wait(what);
@@ -165,12 +166,15 @@ class nccl_communicator final : public communicator {
     detail::cuda_check(cudaMemcpyAsync(dst, src, bytes, kind, stream_), what);
   }
   /// An in-place collective on a host buffer: copied to the staging buffer, `op(device copy)`
-  /// enqueued, copied back, awaited.
+  /// enqueued and awaited, copied back. The collective is awaited before the copy back: a
+  /// device->host copy into pageable memory blocks the host until the stream reaches it, so a
+  /// dead peer would hang there instead of meeting wait()'s deadline.
   template <class Op>
   void in_place_on_staging(void* host, std::size_t bytes, const char* what, Op&& op) {
     void* d = staging(bytes);
     copy(d, host, bytes, cudaMemcpyHostToDevice, what);
     detail::nccl_check(op(d), what);
+    wait(what);
     copy(host, d, bytes, cudaMemcpyDeviceToHost, what);
     wait(what);
   }
