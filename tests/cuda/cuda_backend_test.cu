@@ -1031,7 +1031,7 @@ TEST_CASE("cuda on_backend_source with overlap_copies: background-copied batches
   }
 }
 
-TEST_CASE("cuda on_backend_source with overlap_copies: a source failing in the background fails batch(i), naming the iteration; batch(i+1) still works") {
+TEST_CASE("cuda on_backend_source with overlap_copies: a source failing in the background fails batch(i), naming the iteration, and batch(i+1) still works") {
   REQUIRE_GPU_OR_SKIP();
   const mscl::data::random_pair_source<float, cpu> small(overlap_source_options(3, true));
   const overlap_test_source host{small, nullptr, 3};

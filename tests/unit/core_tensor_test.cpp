@@ -115,7 +115,7 @@ TEST_CASE("autograd: diamond graph accumulates, leaves get grads, graph is consu
 // Expected values are derived by hand from the format (8 significant bits: the spacing of bf16
 // values in [1, 2) is 2^-7), and, where Debian's PyTorch is importable, every result is also
 // compared with torch's own float -> bfloat16 -> float conversion.
-TEST_CASE("round_to_bfloat16: nearest, ties to even, specials; torch agrees", "[core][bf16]") {
+TEST_CASE("round_to_bfloat16: nearest, ties to even, specials, and torch agrees", "[core][bf16]") {
   using mscl::testing::round_to_bfloat16;
   using mscl::testing::is_bfloat16_value;
   const float one = 1.0f, step = std::ldexp(1.0f, -7), half = std::ldexp(1.0f, -8);
