@@ -6,8 +6,7 @@
 namespace mscl::programs {
 
 void place_on_cuda_device(cuda_placement& p) {
-  MSCL_CHECK(p.precision == "tf32" || p.precision == "fp32" || p.precision == "bf16", config_error,
-             "cuda placement: precision must be tf32, fp32 or bf16, got '" << p.precision << "'");
+  p.precision = checked_precision("mscl cuda placement", p.precision, "cuda");  // a placement is a GPU run
   p.device = cuda_backend::select_device_for_local_rank(p.local_rank);
   const auto& props = cuda_backend::context().properties;  // creates the stream and library handles there
   // Process-wide settings, read by every convolution and GEMM the GPU half runs.
