@@ -1,4 +1,5 @@
-// mscl-retrieve's GPU half (features_on_cuda.cu; see cuda_placement.hpp for the arrangement).
+// mscl-retrieve's and mscl-extract-features' GPU half (features_on_cuda.cu; see cuda_placement.hpp for
+// the arrangement).
 #pragma once
 #include <functional>
 
@@ -22,8 +23,12 @@ struct feature_function_net {
 
 /// Pooled backbone features on the GPU for the retrieval and feature programs: returns a function
 /// from host clips (n×3×T×H×W) to host features (n×D) computed by a device copy of `backbone`
-/// in eval mode under no_grad.
-std::function<tensor<float>(const tensor<float>&)> cuda_feature_function(const models::r3d_18_t<float, cpu>& backbone,
-                                                                         const cuda_placement& placement);
+/// in eval mode under no_grad. One overload per architecture the programs load.
+using host_feature_function = std::function<tensor<float>(const tensor<float>&)>;
+host_feature_function cuda_feature_function(const models::r3d_18_t<float, cpu>& backbone, const cuda_placement& placement);
+host_feature_function cuda_feature_function(const models::r3d_10_t<float, cpu>& backbone, const cuda_placement& placement);
+host_feature_function cuda_feature_function(const models::r3d_34_t<float, cpu>& backbone, const cuda_placement& placement);
+host_feature_function cuda_feature_function(const models::r2d_18_flow_t<float, cpu>& backbone,
+                                            const cuda_placement& placement);
 
 }  // namespace mscl::programs

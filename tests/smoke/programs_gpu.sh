@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The example programs with --device cuda, end to end on a tiny synthetic dataset, each against
 # the same program with --device cpu: make-synthetic -> extract-flow (CUDA TV-L1) -> pretrain
-# (MSCL on the rawframes loader) -> the GPU run resumed on the CPU -> retrieve -> finetune.
+# (MSCL on the rawframes loader) -> the GPU run resumed on the CPU -> retrieve -> finetune ->
+# extract-features on the fine-tuned model.
 # Fails on a nonzero exit, a missing output, or a GPU/CPU disagreement beyond the tolerances:
 # iteration-1 losses within 1e-3 (relative, FP32: the GPU runs take --precision fp32), retrieval
 # features within 1e-3 of their scale; and a short --precision bf16 pretraining run whose
@@ -77,6 +78,17 @@ for role in ref gpu; do
   test -f "$work/finetune_$role/model.safetensors"
 done
 
+# mscl-extract-features on the fine-tuned model (MMAction2 names mapped to torchvision's), 5 clips
+"$py" -c "import numpy as np, sys; np.save(sys.argv[1], np.random.default_rng(0).standard_normal((5, 3, 8, 32, 32)).astype(np.float32))" \
+  "$work/clips.npy"
+for role in ref gpu; do
+  dev=(--device cpu); [[ $role == gpu ]] && dev=(--device "$gpu" "${gpu_precision[@]}")
+  "$bin/mscl-extract-features" --weights "$work/finetune_gpu/model.safetensors" --key-map "backbone.=,cls_head.fc_cls.=fc." \
+    --arch r3d_10 --width 16 --clips "$work/clips.npy" --batch 2 "${dev[@]}" --out "$work/extract_$role.npy" \
+    --logits-out "$work/extract_logits_$role.npy" > "$work/extract_$role.log" 2>&1 < /dev/null \
+    || { tail -5 "$work/extract_$role.log" >&2; exit 1; }
+done
+
 "$py" - "$work" <<'EOF'
 import json, sys
 import numpy as np
@@ -110,6 +122,12 @@ for part in ("gallery", "query"):
     err = float(np.abs(a - b).max()) / max(1e-12, float(np.abs(a).max()))
     ok = a.shape == b.shape and err <= 1e-3
     print(f"{'ok  ' if ok else 'FAIL'} retrieval {part} features {a.shape}: max |cpu - cuda| / max |cpu| = {err:.2e}")
+    if not ok: bad.append(part)
+for part in ("extract", "extract_logits"):
+    a = np.load(f"{w}/{part}_ref.npy"); b = np.load(f"{w}/{part}_gpu.npy")
+    err = float(np.abs(a - b).max()) / max(1e-12, float(np.abs(a).max()))
+    ok = a.shape == b.shape and err <= 1e-3
+    print(f"{'ok  ' if ok else 'FAIL'} mscl-extract-features {part} {a.shape}: max |cpu - cuda| / max |cpu| = {err:.2e}")
     if not ok: bad.append(part)
 rc, rg = json.load(open(f"{w}/retrieve_ref.json")), json.load(open(f"{w}/retrieve_gpu.json"))
 print(f"retrieval R@1 (reported, 6 queries): cpu {rc['recall']['1']:.3f}  cuda {rg['recall']['1']:.3f}")
