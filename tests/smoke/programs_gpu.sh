@@ -117,18 +117,16 @@ for k in sorted(k for k in c if k.startswith("loss")):
     close(f"pretrain iteration 1 {k}, bf16 autocast", c[k], g[k], rtol=5e-2, names=("cpu", "cuda bf16"))
 c, g = first(f"{w}/finetune_ref/log.jsonl"), first(f"{w}/finetune_gpu/log.jsonl")
 close("finetune iteration 1 loss", c["loss"], g["loss"])
+def close_arrays(what, ref_path, got_path, rtol=1e-3):  # relative to the reference's scale
+    a, b = np.load(ref_path), np.load(got_path)
+    err = float(np.abs(a - b).max()) / max(1e-12, float(np.abs(a).max())) if a.shape == b.shape else float("inf")
+    ok = err <= rtol
+    print(f"{'ok  ' if ok else 'FAIL'} {what} {a.shape}: max |cpu - cuda| / max |cpu| = {err:.2e}")
+    if not ok: bad.append(what)
 for part in ("gallery", "query"):
-    a = np.load(f"{w}/features_ref/{part}_features.npy"); b = np.load(f"{w}/features_gpu/{part}_features.npy")
-    err = float(np.abs(a - b).max()) / max(1e-12, float(np.abs(a).max()))
-    ok = a.shape == b.shape and err <= 1e-3
-    print(f"{'ok  ' if ok else 'FAIL'} retrieval {part} features {a.shape}: max |cpu - cuda| / max |cpu| = {err:.2e}")
-    if not ok: bad.append(part)
+    close_arrays(f"retrieval {part} features", f"{w}/features_ref/{part}_features.npy", f"{w}/features_gpu/{part}_features.npy")
 for part in ("extract", "extract_logits"):
-    a = np.load(f"{w}/{part}_ref.npy"); b = np.load(f"{w}/{part}_gpu.npy")
-    err = float(np.abs(a - b).max()) / max(1e-12, float(np.abs(a).max()))
-    ok = a.shape == b.shape and err <= 1e-3
-    print(f"{'ok  ' if ok else 'FAIL'} mscl-extract-features {part} {a.shape}: max |cpu - cuda| / max |cpu| = {err:.2e}")
-    if not ok: bad.append(part)
+    close_arrays(f"mscl-extract-features {part}", f"{w}/{part}_ref.npy", f"{w}/{part}_gpu.npy")
 rc, rg = json.load(open(f"{w}/retrieve_ref.json")), json.load(open(f"{w}/retrieve_gpu.json"))
 print(f"retrieval R@1 (reported, 6 queries): cpu {rc['recall']['1']:.3f}  cuda {rg['recall']['1']:.3f}")
 sys.exit(1 if bad else 0)
