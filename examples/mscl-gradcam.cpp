@@ -2,20 +2,30 @@
 // classifier's test list: frames on top, frames with the class-activation heatmap below.
 //
 //   mscl-gradcam --run DIR [--model FILE] [--videos 0,5,17] [--class C] [--scale 4] [--out OUTDIR]
+//                [--device cpu|cuda] [--precision tf32|fp32|bf16]
 //
 // DIR is an mscl-finetune output directory: DIR/config.json gives the model shape, the data and
 // the clip sampling; DIR/model.safetensors the weights (or --model: any classifier file
 // eval::load_classifier reads). Each video's centre clip (first test clip, centre crop) is
 // explained for class C (default: the predicted class). Writes OUTDIR/gradcam_<index>.png
-// (default OUTDIR = DIR/gradcam) and prints one JSON line per video.
+// (default OUTDIR = DIR/gradcam) and prints one JSON line per video. --device cuda (builds with
+// MSCL_WITH_CUDA): the forward and backward passes run on the GPU, the map's small arithmetic on
+// the host.
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <sstream>
 
 #include <mscl/eval/classification.hpp>
 #include <mscl/eval/finetune.hpp>
 #include <mscl/eval/gradcam.hpp>
+#include <mscl/dist/launch.hpp>
 #include <mscl/train/config.hpp>
+
+#include "cuda/cuda_placement.hpp"
+#if MSCL_PROGRAMS_WITH_CUDA
+#include "cuda/gradcam_on_cuda.hpp"
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -25,7 +35,9 @@ const char* usage =
     "usage: mscl-gradcam --run DIR [--model FILE] [--videos I,J,...] [--class C] [--scale S] [--alpha A] [--out OUTDIR]\n"
     "Grad-CAM on layer4 of a fine-tuned classifier for test videos I,J,... (indices into the run's test list;\n"
     "default 0). --class: the class to explain (default: each video's predicted class). Reads DIR/config.json and\n"
-    "DIR/model.safetensors (written by mscl-finetune); writes OUTDIR/gradcam_<I>.png (default DIR/gradcam).\n";
+    "DIR/model.safetensors (written by mscl-finetune); writes OUTDIR/gradcam_<I>.png (default DIR/gradcam).\n"
+    "--device cpu|cuda: where the classifier runs (cuda: builds with the CUDA backend); --precision (with cuda):\n"
+    "tf32 (default), fp32, or bf16 autocast.\n";
 
 std::vector<mscl::index_t> parse_list(const std::string& s) {
   std::vector<mscl::index_t> out;
@@ -40,7 +52,7 @@ std::vector<mscl::index_t> parse_list(const std::string& s) {
 int main(int argc, char** argv) {
   using mscl::train::json;
   try {
-    std::string run, model, out;
+    std::string run, model, out, device = "cpu", precision;
     std::vector<mscl::index_t> videos{0};
     mscl::index_t target = -1;
     int scale = 4;
@@ -61,9 +73,22 @@ int main(int argc, char** argv) {
       else if (k == "--scale") scale = std::stoi(value());
       else if (k == "--alpha") alpha = std::stof(value());
       else if (k == "--out") out = value();
+      else if (k == "--device") device = value();
+      else if (k == "--precision") precision = value();
       else throw mscl::config_error("mscl-gradcam: unknown option " + k + " (see --help)");
     }
     MSCL_CHECK(!run.empty(), mscl::config_error, "mscl-gradcam: --run DIR is required (an mscl-finetune output directory)");
+    MSCL_CHECK(device == "cpu" || device == "cuda", mscl::config_error,
+               "mscl-gradcam: --device expects cpu or cuda, got '" << device << "'");
+    precision = mscl::programs::checked_precision("mscl-gradcam", precision, device);
+#if MSCL_PROGRAMS_WITH_CUDA
+    // Bound to its GPU before any output is written.
+    const auto where = mscl::programs::place_for_device(device, "mscl-gradcam", 0, mscl::dist::local_rank_from_launcher(),
+                                                        false, precision);
+#else
+    MSCL_CHECK(device != "cuda", mscl::config_error,
+               "mscl-gradcam: --device cuda needs a build with the CUDA backend (configure with -DMSCL_WITH_CUDA=ON)");
+#endif
     const json cfg = mscl::train::read_json_file(run + "/config.json");
     if (model.empty()) model = run + "/model.safetensors";
     if (out.empty()) out = run + "/gradcam";
@@ -99,6 +124,11 @@ int main(int argc, char** argv) {
     }
     mscl::eval::video_classifier<float> clf(co);
     mscl::eval::load_classifier(clf, model);
+    std::function<mscl::eval::gradcam_result(const mscl::tensor<float>&, mscl::index_t)> explain =
+        [&clf](const mscl::tensor<float>& clip, mscl::index_t c) { return mscl::eval::gradcam(clf, clip, c); };
+#if MSCL_PROGRAMS_WITH_CUDA
+    if (where.device >= 0) explain = mscl::programs::cuda_gradcam_function(clf, where);
+#endif
     std::vector<std::string> names;
     const std::filesystem::path ci = cfg.at("class_index").get<std::string>().empty()
                                          ? std::filesystem::path(cfg.at("train_root").get<std::string>()) / "classInd.txt"
@@ -111,7 +141,7 @@ int main(int argc, char** argv) {
       MSCL_CHECK(i >= 0 && i < test.size(), mscl::value_error,
                  "mscl-gradcam: video " << i << " is outside the test list's [0, " << test.size() << ")");
       const auto clip = test.views(i);  // 1×3×T×S×S
-      const auto r = mscl::eval::gradcam(clf, clip, target);
+      const auto r = explain(clip, target);
       char title[256];
       std::snprintf(title, sizeof title, "%s | true %s | pred %s | cam for %s (p=%.2f)", test.name(i).c_str(),
                     name_of(test.label(i)).c_str(), name_of(r.predicted_class).c_str(), name_of(r.target_class).c_str(),

@@ -41,7 +41,7 @@ if [[ $mode != run ]]; then
         -DMSCL_BUILD_EXAMPLES=ON -DMSCL_WITH_MPI=OFF -DMSCL_WITH_FFMPEG=OFF -DMSCL_WITH_ONEDNN=OFF -DMSCL_NATIVE=OFF \
         >"$build_dir/configure.log" 2>&1 \
     || { cat "$build_dir/configure.log"; echo "gpu-check: configure failed" >&2; exit 1; }
-  programs=(mscl-make-synthetic mscl-extract-flow mscl-pretrain mscl-finetune mscl-retrieve mscl-extract-features)
+  programs=(mscl-make-synthetic mscl-extract-flow mscl-pretrain mscl-finetune mscl-retrieve mscl-extract-features mscl-gradcam)
   cmake --build "$build_dir" --target cuda_backend_test cuda_step_prog cuda_flow_test cuda_tvl1_prog "${programs[@]}" -j"$(nproc)" \
     || { echo "gpu-check: build failed" >&2; exit 1; }
   mkdir -p "$bundle"

@@ -1214,3 +1214,25 @@ TEST_CASE("cuda flow colour coding of a batch (augment::color_code_flow_batch) m
     CHECK(double(differ) <= (fast ? 1e-4 : 1e-3) * double(c.size()));
   }
 }
+
+TEST_CASE("cuda gradcam: eval::gradcam of a device classifier matches the cpu one (weights, low-res map, map)") {
+  REQUIRE_GPU_OR_SKIP();
+  mscl::eval::video_classifier<float, cpu> cc(tiny_classifier());
+  mscl::eval::video_classifier<float, cuda> cd(tiny_classifier());
+  mscl::copy_state(cc, cd);
+  cc.train(true);
+  cd.train(true);
+  const auto x = random_pair({1, 3, 8, 32, 32}, 601, false);
+  for (mscl::index_t target : {mscl::index_t(-1), mscl::index_t(2)}) {
+    INFO("target " << target);
+    const auto rc = mscl::eval::gradcam(cc, x.h, target);
+    const auto rd = mscl::eval::gradcam(cd, x.d, target);
+    CHECK(rd.target_class == rc.target_class);
+    CHECK(rd.probability == Approx(rc.probability).epsilon(1e-4));
+    // Host results from device passes: the convolutions' summation order is the only difference.
+    check_close(rc.weights, mscl::to_device(rd.weights), k_heavy, k_elem, "channel weights");
+    check_close(rc.low_res, mscl::to_device(rd.low_res), k_heavy, k_elem, "low-resolution map");
+    check_close(rc.map, mscl::to_device(rd.map), 1e-3, 1e-5, "map in [0, 1]");
+  }
+  CHECK(cd.is_training());  // gradcam runs in evaluation mode and restores the training mode it found
+}

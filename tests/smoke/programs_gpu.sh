@@ -2,7 +2,7 @@
 # The example programs with --device cuda, end to end on a tiny synthetic dataset, each against
 # the same program with --device cpu: make-synthetic -> extract-flow (CUDA TV-L1) -> pretrain
 # (MSCL on the rawframes loader) -> the GPU run resumed on the CPU -> retrieve -> finetune ->
-# extract-features on the fine-tuned model.
+# Grad-CAM and extract-features on the fine-tuned model.
 # Fails on a nonzero exit, a missing output, or a GPU/CPU disagreement beyond the tolerances:
 # iteration-1 losses within 1e-3 (relative, FP32: the GPU runs take --precision fp32), retrieval
 # features within 1e-3 of their scale; and a short --precision bf16 pretraining run whose
@@ -78,6 +78,15 @@ for role in ref gpu; do
   test -f "$work/finetune_$role/model.safetensors"
 done
 
+# Grad-CAM of class 0 (fixed: a near tie of the predicted class could flip between devices) for
+# 3 test videos on either device
+for role in ref gpu; do
+  dev=(--device cpu); [[ $role == gpu ]] && dev=(--device "$gpu" "${gpu_precision[@]}")
+  "$bin/mscl-gradcam" --run "$work/finetune_gpu" --videos 0,1,2 --class 0 "${dev[@]}" --out "$work/gradcam_$role" \
+    > "$work/gradcam_$role.jsonl" 2> "$work/gradcam_$role.log" || { tail -5 "$work/gradcam_$role.log" >&2; exit 1; }
+  test -f "$work/gradcam_$role/gradcam_2.png"
+done
+
 # mscl-extract-features on the fine-tuned model (MMAction2 names mapped to torchvision's), 5 clips
 "$py" -c "import numpy as np, sys; np.save(sys.argv[1], np.random.default_rng(0).standard_normal((5, 3, 8, 32, 32)).astype(np.float32))" \
   "$work/clips.npy"
@@ -127,6 +136,14 @@ for part in ("gallery", "query"):
     close_arrays(f"retrieval {part} features", f"{w}/features_ref/{part}_features.npy", f"{w}/features_gpu/{part}_features.npy")
 for part in ("extract", "extract_logits"):
     close_arrays(f"mscl-extract-features {part}", f"{w}/{part}_ref.npy", f"{w}/{part}_gpu.npy")
+cams = [[json.loads(l) for l in open(f"{w}/gradcam_{role}.jsonl") if l.strip()] for role in ("ref", "gpu")]
+for c, g in zip(*cams):
+    same = c["class"] == g["class"] == 0
+    print(f"{'ok  ' if same else 'FAIL'} mscl-gradcam video {c['video']}: explained class cpu {c['class']}  cuda {g['class']}"
+          f" (predicted, reported: cpu {c['predicted']}  cuda {g['predicted']})")
+    if not same: bad.append(f"gradcam {c['video']}")
+    close(f"mscl-gradcam video {c['video']} probability of class 0", c["probability"], g["probability"])
+if len(cams[0]) != 3 or len(cams[1]) != 3: bad.append("gradcam lines")
 rc, rg = json.load(open(f"{w}/retrieve_ref.json")), json.load(open(f"{w}/retrieve_gpu.json"))
 print(f"retrieval R@1 (reported, 6 queries): cpu {rc['recall']['1']:.3f}  cuda {rg['recall']['1']:.3f}")
 sys.exit(1 if bad else 0)

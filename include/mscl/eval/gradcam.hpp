@@ -35,7 +35,8 @@ struct gradcam_result {
 };
 
 /// Grad-CAM of class `target` (< 0: the predicted class) for one clip x (1×3×T×H×W).
-/// The classifier is used in evaluation mode and restored to its previous mode afterwards.
+/// The classifier is used in evaluation mode and restored to its previous mode afterwards. On any
+/// backend B the forward and backward passes run on B; the result is host data.
 template <class B>
 gradcam_result gradcam(video_classifier<float, B>& clf, const tensor<float, B>& x, index_t target = -1) {
   MSCL_CHECK(x.defined() && x.dim() == 5 && x.size(0) == 1 && x.size(1) == 3, shape_error,
@@ -67,23 +68,29 @@ gradcam_result gradcam(video_classifier<float, B>& clf, const tensor<float, B>& 
     r.probability = std::exp(r.logit - mx) / s;
   }
   // ∂y_c/∂A: backward from the logits with a one-hot gradient.
-  tensor<float, B> onehot = tensor<float, B>::zeros({1, C});
-  onehot.data()[r.target_class] = 1.f;
-  logits.backward(onehot);
-  tensor<float, B> g = leaf.grad();
+  std::vector<float> hot(std::size_t(C), 0.f);
+  hot[std::size_t(r.target_class)] = 1.f;
+  logits.backward(on_backend<B>(tensor<float>::from_vector({1, C}, hot)));
+  // The rest is small (K channels × t'h'w' positions, one clip) and runs on the host for every
+  // backend: the activations and their gradient are copied over.
+  const auto contiguous_host = [](const tensor<float, B>& t) {
+    const tensor<float> h = on_backend<cpu>(t);  // on the cpu tag: t itself, maybe a view
+    return h.is_contiguous() ? h : h.clone();
+  };
+  const tensor<float> g = leaf.grad().defined() ? contiguous_host(leaf.grad()) : tensor<float>();
+  const tensor<float> act_host = contiguous_host(act);
   const index_t K = act.size(1), S = act.numel() / K;
   const shape_t low_shape{act.size(2), act.size(3), act.size(4)};
-  r.weights = tensor<float, B>::zeros({K});
-  r.low_res = tensor<float, B>::zeros(low_shape);
+  r.weights = tensor<float>::zeros({K});
+  r.low_res = tensor<float>::zeros(low_shape);
   if (g.defined()) {
-    const tensor<float, B> gc = g.is_contiguous() ? g : g.clone();
     for (index_t k = 0; k < K; ++k) {
       double s = 0;
-      for (index_t i = 0; i < S; ++i) s += gc.data()[k * S + i];
+      for (index_t i = 0; i < S; ++i) s += g.data()[k * S + i];
       r.weights.data()[k] = float(s / double(S));
     }
   }
-  const float* a = act.data();
+  const float* a = act_host.data();
   float* l = r.low_res.data();
   for (index_t i = 0; i < S; ++i) {
     double s = 0;
@@ -91,7 +98,7 @@ gradcam_result gradcam(video_classifier<float, B>& clf, const tensor<float, B>& 
     l[i] = s > 0 ? float(s) : 0.f;
   }
   no_grad guard;
-  const tensor<float, B> up = ops::interpolate_trilinear3d(ops::reshape(r.low_res, {1, 1, low_shape[0], low_shape[1], low_shape[2]}),
+  const tensor<float> up = ops::interpolate_trilinear3d(ops::reshape(r.low_res, {1, 1, low_shape[0], low_shape[1], low_shape[2]}),
                                                            {x.size(2), x.size(3), x.size(4)});
   r.map = ops::reshape(up, {x.size(2), x.size(3), x.size(4)}).clone();
   float* m = r.map.data();
