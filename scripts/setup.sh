@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package that mscl's build, tests, examples and peer benchmarks use.
+# ocl-icd-opencl-dev: Debian's oneDNN is built with the OpenCL GPU runtime and its CMake package
+# requires OpenCL, which libdnnl-dev only recommends (apt runs with --no-install-recommends).
 # Idempotent: packages already present are not touched; apt runs only when something is missing.
 #   scripts/setup.sh          build + test dependencies (incl. python3-torch for parity tests)
 #   scripts/setup.sh --core   only what building the library and its programs needs
@@ -7,7 +9,7 @@ set -euo pipefail
 
 core_packages=(build-essential cmake ninja-build ccache pkg-config
   libeigen3-dev nlohmann-json3-dev catch2 libbenchmark-dev
-  libdnnl-dev libjpeg62-turbo-dev libturbojpeg0-dev libpng-dev
+  libdnnl-dev ocl-icd-opencl-dev libjpeg62-turbo-dev libturbojpeg0-dev libpng-dev
   libavformat-dev libavcodec-dev libavutil-dev libswscale-dev
   openmpi-bin libopenmpi-dev)
 dev_packages=(python3 python3-numpy python3-torch python3-torchvision python3-opencv libjemalloc2 libopenblas0-pthread)
