@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -45,6 +46,65 @@ TEST_CASE("slice and cat are views/copies with correct values", "[core]") {
     FAIL("cat accepted mismatched shapes");
   } catch (const shape_error& e) {
     REQUIRE_THAT(e.what(), Catch::Contains("[2, 4]") && Catch::Contains("[3, 4]"));
+  }
+}
+
+TEST_CASE("strided copies (clone, copy_from into views) match index arithmetic on random views", "[core]") {
+  // Views made by permutes, steps, slices, size-1 axes and broadcasting; values read and written
+  // through explicit offset = Σ index·stride, independently of the run-based copy.
+  generator gen(91);
+  for (int trial = 0; trial < 300; ++trial) {
+    const std::size_t rank = std::size_t(gen.randint(1, 5));
+    shape_t base_shape(rank);
+    for (auto& d : base_shape) d = gen.randint(1, 6);
+    shape_t storage_shape = base_shape;
+    for (auto& d : storage_shape) d += gen.randint(0, 3);  // room for slices with an offset
+    auto storage = tensor<float>::empty(storage_shape);
+    gen.fill_uniform(storage.data(), storage.numel(), -1.0, 1.0);
+    // The view: a random sub-box of the storage, some axes stepped, axes permuted, maybe one broadcast.
+    shape_t st = storage.strides(), shape = base_shape, strides(rank);
+    index_t offset = 0;
+    for (std::size_t d = 0; d < rank; ++d) {
+      const index_t step = (storage_shape[d] >= 2 * shape[d] && gen.randint(0, 3) == 0) ? 2 : 1;
+      const index_t room = storage_shape[d] - (shape[d] - 1) * step - 1;
+      const index_t start = room > 0 ? gen.randint(0, room) : 0;
+      offset += start * st[d];
+      strides[d] = st[d] * step;
+    }
+    if (gen.randint(0, 4) == 0) strides[std::size_t(gen.randint(0, index_t(rank) - 1))] = 0;  // broadcast
+    std::vector<std::size_t> order(rank);
+    for (std::size_t d = 0; d < rank; ++d) order[d] = d;
+    if (gen.randint(0, 1) == 1)
+      for (std::size_t d = rank; d > 1; --d) std::swap(order[d - 1], order[std::size_t(gen.randint(0, index_t(d) - 1))]);
+    shape_t pshape(rank), pstrides(rank);
+    for (std::size_t d = 0; d < rank; ++d) pshape[d] = shape[order[d]], pstrides[d] = strides[order[d]];
+    const tensor<float> view = storage.view_as_strided(pshape, pstrides, offset);
+    // Reference: row-major enumeration by explicit index arithmetic.
+    std::vector<index_t> offsets;
+    std::vector<index_t> idx(rank, 0);
+    for (index_t i = 0; i < view.numel(); ++i) {
+      index_t off = offset;
+      for (std::size_t d = 0; d < rank; ++d) off += idx[d] * pstrides[d];
+      offsets.push_back(off);
+      for (std::size_t d = rank; d-- > 0;) {
+        if (++idx[d] < pshape[d]) break;
+        idx[d] = 0;
+      }
+    }
+    const tensor<float> c = view.clone();
+    REQUIRE(c.is_contiguous());
+    INFO("shape " << to_string(pshape) << " strides " << to_string(pstrides) << " offset " << offset);
+    for (std::size_t i = 0; i < offsets.size(); ++i) REQUIRE(c.data()[i] == storage.data()[offsets[i]]);
+    // Writing through a (non-broadcast) view lands at exactly those offsets, nowhere else.
+    if (std::find(pstrides.begin(), pstrides.end(), 0) != pstrides.end()) continue;
+    auto target = tensor<float>::zeros(storage_shape);
+    tensor<float> tview = target.view_as_strided(pshape, pstrides, offset);
+    auto src = tensor<float>::empty(pshape);
+    for (index_t i = 0; i < src.numel(); ++i) src.data()[i] = float(i + 1);
+    tview.copy_from(src);
+    std::vector<float> expected(std::size_t(target.numel()), 0.f);
+    for (std::size_t i = 0; i < offsets.size(); ++i) expected[std::size_t(offsets[i])] = float(i + 1);
+    REQUIRE(target.to_vector() == expected);
   }
 }
 

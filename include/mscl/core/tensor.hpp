@@ -297,17 +297,28 @@ class tensor {
     return off;
   }
   // Walks the strided elements in row-major order; f(pointer-offset, linear-index).
+  /// Calls f(offset, index, length) for each run of `length` elements that are adjacent in both
+  /// this view's storage and row-major order: the trailing dimensions whose strides nest
+  /// (stride[d] = stride[d+1]·shape[d+1], innermost stride 1) form one run. A slice along an
+  /// outer axis (ops::cat's destination views, split halves) copies in a few long runs instead
+  /// of element by element.
   template <class F>
-  void for_each_offset(F&& f) const {
+  void for_each_run(F&& f) const {
     const auto& s = shape();
     const auto& st = strides();
     const index_t n = numel();
     if (n == 0) return;
-    const std::size_t r = s.size();
+    std::size_t r = s.size();
+    index_t run = 1;
+    if (r > 0 && st[r - 1] == 1) {
+      // Absorb trailing dimensions while they are contiguous with what is already in the run.
+      while (r > 0 && (s[r - 1] == 1 || st[r - 1] == run)) run *= s[--r];
+    }
+    if (run == 1) r = s.size();  // innermost stride != 1: element runs over every dimension
     std::vector<index_t> idx(r, 0);
     index_t off = 0;
-    for (index_t i = 0; i < n; ++i) {
-      f(off, i);
+    for (index_t i = 0; i < n; i += run) {
+      f(off, i, run);
       for (std::size_t d = r; d-- > 0;) {
         if (++idx[d] < s[d]) {
           off += st[d];
@@ -324,11 +335,11 @@ class tensor {
       return;
     }
     const T* base = data();
-    for_each_offset([&](index_t off, index_t i) { out[i] = base[off]; });
+    for_each_run([&](index_t off, index_t i, index_t len) { std::copy_n(base + off, len, out + i); });
   }
   void assign_strided_from(const T* in) {
     T* base = data();
-    for_each_offset([&](index_t off, index_t i) { base[off] = in[i]; });
+    for_each_run([&](index_t off, index_t i, index_t len) { std::copy_n(in + i, len, base + off); });
   }
 
   std::shared_ptr<impl_type> impl_;
