@@ -184,6 +184,66 @@ TEST_CASE("clip source: raw flows colour-coded after the loader (data::on_backen
   CHECK_THROWS_WITH(twice.batch(0), Catch::Contains("raw N×2×T×H×W") && Catch::Contains("[4, 3, 3, 8, 8]"));
 }
 
+TEST_CASE("clip source: the FRA views are the base views rotated by the sample's angle, in both pairings",
+          "[data][loader]") {
+  const fs::path root = make_dataset("fra");
+  cleanup c{root};
+  for (bool one_box : {false, true}) {
+  INFO("one box for q and k: " << one_box);
+  mscl_clip_options o = base_options(root);
+  o.color_code_flow = false;  // raw flows: the rotation is checked on the vectors themselves
+  if (one_box) {  // area 1: torchvision's fallback, the centred whole frame, for both views
+    o.crop_area_min = o.crop_area_max = 1.0;
+    o.flip = false;
+  }
+  const mscl_clip_source intended(o);
+  o.official_literal_flow_views = true;
+  const mscl_clip_source literal(o);
+  auto rotated_by = [](const tensor<float>& x, double angle) {  // R(angle) (u, v), in double
+    tensor<float> y = x.clone();
+    const index_t inner = x.numel() / 2;
+    for (index_t i = 0; i < inner; ++i) {
+      const double u = x.data()[i], v = x.data()[inner + i];
+      y.data()[i] = float(u * std::cos(angle) - v * std::sin(angle));
+      y.data()[inner + i] = float(u * std::sin(angle) + v * std::cos(angle));
+    }
+    return y;
+  };
+  auto close = [](const tensor<float>& a, const tensor<float>& b) {
+    if (a.shape() != b.shape()) return false;
+    for (index_t i = 0; i < a.numel(); ++i)
+      if (std::fabs(a.data()[i] - b.data()[i]) > 1e-6f) return false;
+    return true;
+  };
+  int rotated_nontrivially = 0, shared_boxes = 0;
+  for (long it = 0; it < 2; ++it)
+    for (index_t s = 0; s < 4; ++s) {
+      const mscl_clip_sample a = intended.sample(it, s), l = literal.sample(it, s);
+      INFO("iteration " << it << ", slot " << s << ", chunk " << a.fra_chunk);
+      REQUIRE(a.fra_chunk >= 0);
+      REQUIRE(a.fra_chunk == l.fra_chunk);
+      const double angle = ssl::fra_angle(a.fra_chunk);
+      // intended (§11 A1): q = [F(a) | R F(a)], k = [F(b) | R F(b)]
+      CHECK(close(a.flow_aug_q, rotated_by(a.flow_q, angle)));
+      CHECK(close(a.flow_aug_k, rotated_by(a.flow_k, angle)));
+      // released: q = [F(a) | F(b)] in q's box, k = [R F(a) | R F(b)] in k's box
+      CHECK(same(l.flow_q, a.flow_q));
+      CHECK(same(l.flow_aug_k, a.flow_aug_k));
+      CHECK(same(l.rgb_q, a.rgb_q));
+      // Where both views have one box (area 1 leaves two: the whole frame, or the centred square
+      // when no candidate fits), F(b) in q's box is k's base view and F(a) in k's box is q's.
+      if (one_box && a.flow_box_q == a.flow_box_k) {
+        ++shared_boxes;
+        CHECK(same(l.flow_aug_q, a.flow_k));
+        CHECK(close(l.flow_k, rotated_by(a.flow_q, angle)));
+      }
+      if (!close(a.flow_aug_q, a.flow_q)) ++rotated_nontrivially;
+    }
+  CHECK(rotated_nontrivially > 0);
+  if (one_box) CHECK(shared_boxes > 0);
+  }
+}
+
 TEST_CASE("loader: rank slots are disjoint and their union is the world_size 1 batch", "[data][loader]") {
   CHECK(rank_slots(8, 1, 4) == slot_range{2, 2});
   CHECK_THROWS_AS(rank_slots(6, 0, 4), config_error);

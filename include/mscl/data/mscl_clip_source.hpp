@@ -371,18 +371,21 @@ class mscl_clip_source {
     return x;
   }
 
-  // 2×T×H×W → 1×2×T×H×W and back (views, no copy).
+  // 2×T×H×W → 1×2×T×H×W (a view, no copy): the batch axis ssl::rotate_flow expects.
   static tensor<float> batched(const tensor<float>& x) {
     shape_t s = x.shape();
     s.insert(s.begin(), 1);
     return ops::reshape(x, s);
   }
-  tensor<float> finish_flow(const tensor<float>& x) const {  // 1×2×T×H×W (or 2×T×H×W) → 3×T×H×W colour / 2×T×H×W raw
-    shape_t s = x.shape();
-    if (s.size() == 5) s.erase(s.begin());
-    tensor<float> c = ops::contiguous(ops::reshape(x, s)).clone();
-    if (o_.color_code_flow) policy_.part<6>().apply_flow({}, c);
-    return c;
+  // FRA: the view rotated by the sample's angle, back to 2×T×H×W (a fresh tensor).
+  static tensor<float> rotated(const tensor<float>& x, double angle) {
+    return ops::reshape(ssl::rotate_flow(batched(x), std::vector<double>{angle}), x.shape());
+  }
+  // 2×T×H×W raw flow → 3×T×H×W colour (a new tensor; the raw one is left as it is), or kept raw
+  // (color_code_flow = false: no copy, the views are this sample's own fresh tensors).
+  tensor<float> finish_flow(tensor<float> x) const {
+    if (o_.color_code_flow) policy_.part<6>().apply_flow({}, x);
+    return x;
   }
 
   mscl_clip_sample build(long iteration, index_t slot, index_t v) const {
@@ -430,31 +433,30 @@ class mscl_clip_source {
 
     const std::vector<flow_field> fa = flow_maps(*vi, e, pair.query_frames);
     const std::vector<flow_field> fb = flow_maps(*vi, e, pair.key_frames);
-    const tensor<float> aq = batched(flow_view(fa, pq));  // F(a) in the q view
-    const tensor<float> bk = batched(flow_view(fb, pk));  // F(b) in the k view
+    const tensor<float> aq = flow_view(fa, pq);  // F(a) in the q view
+    const tensor<float> bk = flow_view(fb, pk);  // F(b) in the k view
     if (!o_.fra) {
       out.flow_q = finish_flow(aq);
       out.flow_k = finish_flow(bk);
       return out;
     }
     out.fra_chunk = chunk;
-    const std::vector<double> angle{ssl::fra_angle(chunk)};
-    ssl::flow_packs<float, cpu> q, k;
+    const double angle = ssl::fra_angle(chunk);
+    // The packs of ssl::make_flow_packs, split into their halves, built directly (no concatenation
+    // and split: the same values, without two copies of every flow view).
     if (o_.official_literal_flow_views) {
-      // q view: [F(a) | F(b)] with q's box; k view: [R F(a) | R F(b)] with k's box.
-      q.q = ssl::make_flow_packs(aq, batched(flow_view(fb, pq)), angle, true).q;
-      k.k = ssl::make_flow_packs(batched(flow_view(fa, pk)), bk, angle, true).k;
+      // q pack: [F(a) | F(b)] with q's box; k pack: [R F(a) | R F(b)] with k's box.
+      out.flow_q = finish_flow(aq);
+      out.flow_aug_q = finish_flow(flow_view(fb, pq));
+      out.flow_k = finish_flow(rotated(flow_view(fa, pk), angle));
+      out.flow_aug_k = finish_flow(rotated(bk, angle));
     } else {
-      // intended: q = [F(a) | R F(a)], k = [F(b) | R F(b)]; make_flow_packs' q uses only flow_a, k only flow_b.
-      q.q = ssl::make_flow_packs(aq, aq, angle, false).q;
-      k.k = ssl::make_flow_packs(bk, bk, angle, false).k;
+      // intended: q pack = [F(a) | R F(a)], k pack = [F(b) | R F(b)].
+      out.flow_aug_q = finish_flow(rotated(aq, angle));
+      out.flow_aug_k = finish_flow(rotated(bk, angle));
+      out.flow_q = finish_flow(aq);
+      out.flow_k = finish_flow(bk);
     }
-    auto [xq, yq] = ssl::split_flow_pack(q.q);
-    auto [xk, yk] = ssl::split_flow_pack(k.k);
-    out.flow_q = finish_flow(xq);
-    out.flow_aug_q = finish_flow(yq);
-    out.flow_k = finish_flow(xk);
-    out.flow_aug_k = finish_flow(yk);
     return out;
   }
 
