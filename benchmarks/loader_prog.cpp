@@ -3,7 +3,7 @@
 //
 //   loader_prog [--dir DIR] [--videos 16] [--frames 96] [--height 128] [--width 171] [--batch 8]
 //               [--batches 8] [--workers 1,2] [--fast-atan2] [--step-iters 2] [--step-threads 2]
-//               [--step-seconds S] [--keep] [--raw-flow]
+//               [--step-seconds S] [--keep] [--raw-flow] [--device-augment]
 //
 // Writes (unless DIR already holds it) a rawframes data set like UCF101 at 128 px short side:
 // rendered synthetic-motion RGB JPEGs (quality 95) and quantised flow JPEG pairs (bound 20, the
@@ -19,7 +19,10 @@
 // (one thread) says where a sample's time goes. `--raw-flow` also times, for each worker count
 // and in the same run, the loader handing over raw 2-channel flows (mscl_clip_options::
 // color_code_flow = false: the colour coding then runs on the training device,
-// data::on_backend_source, as `mscl-pretrain --device cuda` does).
+// data::on_backend_source). `--device-augment` also times the loader as `mscl-pretrain --device
+// cuda` runs it by default: raw flows, and RGB views cropped and flipped only, their jitter, grey,
+// blur and normalisation left to the training device as well (mscl_clip_options::rgb_photometric
+// = false, augment/photometric_batch.hpp).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -51,7 +54,7 @@ struct args_t {
   int videos = 16, frames = 96, height = 128, width = 171, batches = 8;
   index_t batch = 8;
   std::vector<int> workers{1, 2};
-  bool fast_atan2 = false, keep = false, raw_flow = false;
+  bool fast_atan2 = false, keep = false, raw_flow = false, device_augment = false;
   double step_seconds = 0;  ///< > 0: use this instead of measuring the step
   int step_iters = 2, step_threads = 2;
 };
@@ -129,13 +132,14 @@ void write_dataset(const args_t& a) {
   std::ofstream(stamp) << id.str();
 }
 
-data::mscl_clip_options clip_options(const args_t& a, bool color_code_flow = true) {
+data::mscl_clip_options clip_options(const args_t& a, bool color_code_flow = true, bool rgb_photometric = true) {
   data::mscl_clip_options o;
   o.data_root = a.dir;
   o.annotation_file = a.dir + "/list.txt";
   o.batch = a.batch;
   o.fast_atan2 = a.fast_atan2;
   o.color_code_flow = color_code_flow;
+  o.rgb_photometric = rgb_photometric;
   o.seed = 1;
   return o;  // everything else: the MSCL defaults (8 x stride 8, 128 short side, 112 crop, FRA, all augmentations)
 }
@@ -154,10 +158,12 @@ int main(int argc, char** argv) {
       if (k == "--help" || k == "-h") {
         std::cout << "usage: loader_prog [--dir DIR] [--videos 16] [--frames 96] [--height 128] [--width 171] [--batch 8]\n"
                      "                   [--batches 8] [--workers 1,2] [--fast-atan2] [--step-iters 2] [--step-threads 2]\n"
-                     "                   [--step-seconds S] [--keep] [--raw-flow]\n"
+                     "                   [--step-seconds S] [--keep] [--raw-flow] [--device-augment]\n"
                      "Loader clips/s (8 frames x 112 px, RGB + flow + FRA views) vs the training step's clips/s,\n"
                      "the step (R3D-18 MSCL, K 65536) measured in the same run unless --step-seconds is given.\n"
-                     "--raw-flow: also the loader with raw 2-channel flows (colour coding left to the training device).\n";
+                     "--raw-flow: also the loader with raw 2-channel flows (colour coding left to the training device).\n"
+                     "--device-augment: also raw flows plus RGB cropped and flipped only (jitter, grey, blur, normalisation\n"
+                     "left to the training device), the default of mscl-pretrain --device cuda.\n";
         return 0;
       } else if (k == "--dir") a.dir = value();
       else if (k == "--videos") a.videos = std::stoi(value());
@@ -172,6 +178,7 @@ int main(int argc, char** argv) {
       else if (k == "--fast-atan2") a.fast_atan2 = true;
       else if (k == "--keep") a.keep = true;
       else if (k == "--raw-flow") a.raw_flow = true;
+      else if (k == "--device-augment") a.device_augment = true;
       else if (k == "--workers") {
         a.workers.clear();
         std::stringstream ss(value());
@@ -232,13 +239,16 @@ int main(int argc, char** argv) {
     }
     const double step_clips = double(a.batch) / a.step_seconds;
     auto raw_src = std::make_shared<const data::mscl_clip_source>(clip_options(a, false));
+    auto device_src = std::make_shared<const data::mscl_clip_source>(clip_options(a, false, false));
+    const char* labels[] = {"colour-coded by the loader", "raw (coded on the training device)",
+                            "raw, RGB jitter/grey/blur/normalisation on the training device"};
     for (int w : a.workers)
-      for (bool raw : {false, true}) {
-        if (raw && !a.raw_flow) continue;
+      for (int mode : {0, 1, 2}) {
+        if ((mode == 1 && !a.raw_flow) || (mode == 2 && !a.device_augment)) continue;
         data::loader_options lo;
         lo.workers = w;
         lo.queue_depth = 4;
-        data::prefetch_loader<data::mscl_clip_source> loader(raw ? raw_src : src, lo);
+        data::prefetch_loader<data::mscl_clip_source> loader(mode == 0 ? src : mode == 1 ? raw_src : device_src, lo);
         (void)loader.batch(0);  // warm-up (probes, first permutation)
         const double t0 = now();
         for (long i = 1; i <= a.batches; ++i) (void)loader.batch(i);
@@ -249,7 +259,7 @@ int main(int argc, char** argv) {
                     "\"fast_atan2\": %s, \"flow\": \"%s\"}\n",
                     w, a.batches, long(a.batch), secs, clips, step_clips, step_measured ? "true" : "false",
                     clips / step_clips, clips >= 2 * step_clips ? "true" : "false", a.fast_atan2 ? "true" : "false",
-                    raw ? "raw (coded on the training device)" : "colour-coded by the loader");
+                    labels[mode]);
         std::fflush(stdout);
       }
     if (!a.keep && a.dir == (fs::temp_directory_path() / "mscl_loader_bench").string()) fs::remove_all(a.dir);

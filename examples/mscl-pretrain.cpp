@@ -2,7 +2,7 @@
 //
 //   mscl-pretrain [--config configs/small_cpu.json] [--set key=value ...] [--out DIR] [--resume]
 //                 [--print-config] [--device cpu|cuda] [--flow-coding host|device]
-//                 [--precision tf32|fp32|bf16]
+//                 [--rgb-photometric host|device] [--precision tf32|fp32|bf16]
 //
 // Every key of the configuration (see --print-config) can be overridden with --set. The data
 // source is "random_pairs" (synthetic views of random prototypes: a learnable stand-in) or
@@ -15,7 +15,9 @@
 // so a run resumes on either device (the device is not part of the configuration's hash). With the
 // rawframes source the flows' colour coding then runs on the GPU too (--flow-coding device, the
 // default with --device cuda: about half of a loader worker's time per sample; --flow-coding host
-// keeps it in the loader). --precision picks the GPU's float arithmetic: tf32 (default), fp32, or
+// keeps it in the loader), and so do the RGB views' jitter, grey, blur and normalisation
+// (--rgb-photometric device, the same default: the loader only crops and flips them and hands
+// over what it drew; --rgb-photometric host keeps them in the loader). --precision picks the GPU's float arithmetic: tf32 (default), fp32, or
 // bf16 autocast (docs/cuda.md).
 //
 // Data parallel: `mpirun -np W mscl-pretrain ...` (or `srun`) runs W ranks; "batch" is then the
@@ -42,7 +44,7 @@ int main(int argc, char** argv) {
   try {
     json cfg = mscl::train::default_pretrain_config();
     bool resume = false, print_only = false;
-    std::string dist_mode = "auto", device = "cpu", flow_coding, precision;
+    std::string dist_mode = "auto", device = "cpu", flow_coding, rgb_photometric, precision;
     double dist_timeout = 0;
     for (int i = 1; i < argc; ++i) {
       const std::string k = argv[i];
@@ -53,7 +55,7 @@ int main(int argc, char** argv) {
       if (k == "--help" || k == "-h") {
         std::cout << "usage: mscl-pretrain [--config FILE.json] [--set key=value ...] [--out DIR] [--resume] "
                      "[--print-config] [--device cpu|cuda] [--flow-coding host|device]\n"
-                     "                     [--precision tf32|fp32|bf16]\n"
+                     "                     [--rgb-photometric host|device] [--precision tf32|fp32|bf16]\n"
                      "Presets: --set flow_moco=false --set cross_modal=false --set lmcl=false --set fra=false gives the\n"
                      "MoCo-RGB baseline. --print-config lists every key with its current value.\n"
                      "Data parallel: mpirun -np W mscl-pretrain ... ('batch' is per rank). --dist auto|mpi|none (auto:\n"
@@ -61,7 +63,8 @@ int main(int argc, char** argv) {
                      "for a dead or stuck peer ends the job with an error (default $MSCL_DIST_TIMEOUT or 300); --dist nccl\n"
                      "(with --device cuda): MPI starts the ranks, NCCL carries the collectives.\n"
                      "--device cuda: train on the GPU (local rank modulo the GPU count); batches are built on the host,\n"
-                     "the rawframes source's flow colour coding runs on the GPU unless --flow-coding host. --precision\n"
+                     "the rawframes source's flow colour coding runs on the GPU unless --flow-coding host, and its RGB\n"
+                     "jitter/grey/blur/normalisation unless --rgb-photometric host. --precision\n"
                      "(with --device cuda): tf32 (default), fp32, or bf16 autocast for convolutions and GEMMs.\n";
         return 0;
       } else if (k == "--config") {
@@ -85,6 +88,10 @@ int main(int argc, char** argv) {
         flow_coding = value();
         MSCL_CHECK(flow_coding == "host" || flow_coding == "device", mscl::config_error,
                    "mscl-pretrain: --flow-coding expects host or device, got '" << flow_coding << "'");
+      } else if (k == "--rgb-photometric") {
+        rgb_photometric = value();
+        MSCL_CHECK(rgb_photometric == "host" || rgb_photometric == "device", mscl::config_error,
+                   "mscl-pretrain: --rgb-photometric expects host or device, got '" << rgb_photometric << "'");
       } else if (k == "--precision") {
         precision = value();
       } else if (k == "--dist-timeout") {
@@ -102,6 +109,10 @@ int main(int argc, char** argv) {
     // Raw flows from the loader, coded on the training device (rawframes source only: the random
     // pairs are synthetic and coded where they are made).
     const bool code_flow_on_device = flow_coding == "device" && cfg.at("source") == "rawframes";
+    if (rgb_photometric.empty()) rgb_photometric = device == "cuda" ? "device" : "host";
+    MSCL_CHECK(rgb_photometric == "host" || device == "cuda", mscl::config_error,
+               "mscl-pretrain: --rgb-photometric device needs --device cuda (on the CPU the loader augments the RGB views)");
+    const bool rgb_photometric_on_device = rgb_photometric == "device" && cfg.at("source") == "rawframes";
     MSCL_CHECK(!nccl || device == "cuda", mscl::config_error, "mscl-pretrain: --dist nccl needs --device cuda");
 #if !MSCL_PROGRAMS_WITH_CUDA
     MSCL_CHECK(device != "cuda", mscl::config_error,
@@ -160,6 +171,7 @@ int main(int argc, char** argv) {
       co.blur_p = cfg.at("blur_p");
       co.normalize_rgb = cfg.at("normalize_rgb"); co.fast_atan2 = cfg.at("fast_atan2"); co.flow_bound = cfg.at("flow_bound");
       co.color_code_flow = !code_flow_on_device;
+      co.rgb_photometric = !rgb_photometric_on_device;  // the tables it leaves are applied by on_backend_source
       co.seed = cfg.at("seed").get<std::uint64_t>() + 200;
       mscl::data::loader_options lo;
       lo.workers = cfg.at("workers"); lo.queue_depth = cfg.at("queue_depth");
@@ -191,7 +203,8 @@ int main(int argc, char** argv) {
                   << trainable_tensors << " trainable tensors, batch " << so.batch
                   << (world > 1 ? " per rank x " + std::to_string(world) + " ranks" : std::string()) << ", "
                   << topts.iterations << " iterations, lr " << topts.lr << ", config " << topts.config_hash << " -> "
-                  << topts.out_dir << (code_flow_on_device ? " (flows colour-coded on the device)" : "") << "\n";
+                  << topts.out_dir << (code_flow_on_device ? " (flows colour-coded on the device)" : "")
+                  << (rgb_photometric_on_device ? " (RGB jitter/grey/blur/normalisation on the device)" : "") << "\n";
     };
     mscl::train::pretrain_result res;
     if (device == "cuda") {

@@ -16,6 +16,8 @@ namespace mscl::programs {
 /// loop, logs and checkpoints are train::pretrain's (checkpoints hold host tensors: a GPU run
 /// resumes on the CPU and back). `on_objective(trainable tensors)` runs once the objective exists.
 /// `transfer.color_code_flow`: the host batches carry raw 2-channel flows, colour-coded on the GPU.
+/// Host batches with photometric tables (the loader's rgb_photometric = false) get their RGB
+/// jitter/grey/blur/normalisation on the GPU (data::on_backend_source applies any it finds).
 train::pretrain_result pretrain_on_cuda(const ssl::mscl_options& objective_options,
                                         const std::function<ssl::mscl_batch<float, cpu>(long)>& host_batch,
                                         train::pretrain_options options, const cuda_placement& placement,

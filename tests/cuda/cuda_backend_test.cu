@@ -1236,3 +1236,151 @@ TEST_CASE("cuda gradcam: eval::gradcam of a device classifier matches the cpu on
   }
   CHECK(cd.is_training());  // gradcam runs in evaluation mode and restores the training mode it found
 }
+
+namespace {
+/// One frame's jitter coefficients as color_jitter::coefficients forms them (f and 1 − f in
+/// double, then floats); `ops` in application order, −1: none.
+mscl::augment::jitter_coefficients photometric_coefficients(std::array<int, 4> ops, double brightness, double contrast,
+                                                            double saturation, double hue) {
+  mscl::augment::jitter_coefficients c;
+  c.ops = ops;
+  c.brightness = float(brightness);
+  c.contrast = float(contrast);
+  c.contrast_rest = float(1.0 - contrast);
+  c.saturation = float(saturation);
+  c.saturation_rest = float(1.0 - saturation);
+  c.hue = float(hue);
+  return c;
+}
+
+/// A B×T×photometric_columns host table of one view per sample.
+tensor<cpu> photometric_table(const std::vector<mscl::augment::photometric_view>& views, index_t frames) {
+  std::vector<float> rows;
+  for (const auto& v : views) {
+    const std::vector<float> r = mscl::augment::photometric_rows(v, frames);
+    rows.insert(rows.end(), r.begin(), r.end());
+  }
+  return tensor<cpu>::from_vector({index_t(views.size()), frames, mscl::augment::photometric_columns}, rows);
+}
+
+/// Six views over T = 3 frames: no op; each jitter op alone; all four in shuffled per-frame
+/// orders; contrast first and last; grey; blur kernels 5 and 7; normalisation on and off.
+std::vector<mscl::augment::photometric_view> photometric_test_views() {
+  using mscl::augment::photometric_view;
+  std::vector<photometric_view> v(6);
+  // 0: nothing at all (must come back bit for bit).
+  v[0].normalize = false;
+  // 1: per frame, one op alone each: brightness (clamps at 1), contrast, saturation.
+  v[1].jitter = {photometric_coefficients({0, -1, -1, -1}, 1.45, 1, 1, 0),
+                 photometric_coefficients({1, -1, -1, -1}, 1, 0.62, 1, 0),
+                 photometric_coefficients({2, -1, -1, -1}, 1, 1, 1.38, 0)};
+  v[1].normalize = false;
+  // 2: per clip, hue alone (a negative shift wraps round), normalised.
+  v[2].jitter = {photometric_coefficients({3, -1, -1, -1}, 1, 1, 1, -0.37)};
+  // 3: all four ops, a different order and factor set per frame; blur 5, normalised.
+  v[3].jitter = {photometric_coefficients({2, 0, 3, 1}, 0.71, 1.33, 0.64, 0.21),
+                 photometric_coefficients({1, 3, 0, 2}, 1.22, 0.68, 1.41, -0.12),
+                 photometric_coefficients({3, 2, 1, 0}, 0.93, 1.17, 0.05, 0.46)};
+  v[3].blur_sigma = 0.8;
+  v[3].blur_kernel = 5;
+  // 4: contrast first, then brightness; grey; blur 7 with a wider σ; not normalised.
+  v[4].jitter = {photometric_coefficients({1, 0, -1, -1}, 1.31, 0.57, 1, 0)};
+  v[4].grey = true;
+  v[4].blur_sigma = 1.7;
+  v[4].blur_kernel = 7;
+  v[4].normalize = false;
+  // 5: hue then contrast (contrast after a pixel pass), saturation last; grey; normalised.
+  v[5].jitter = {photometric_coefficients({3, 1, 2, -1}, 1, 1.26, 0.49, 0.08)};
+  v[5].grey = true;
+  return v;
+}
+}  // namespace
+
+TEST_CASE("cuda photometric stage (augment::photometric_batch) matches the cpu stage") {
+  REQUIRE_GPU_OR_SKIP();
+  const index_t nb = 6, nt = 3, h = 17, w = 23;
+  const auto views = photometric_test_views();
+  const tensor<cpu> table = photometric_table(views, nt);
+  tensor<cpu> x = tensor<cpu>::empty({nb, 3, nt, h, w});
+  mscl::generator gen(777);
+  gen.fill_uniform(x.data(), x.numel(), 0.0, 1.0);
+  const std::vector<float> input = x.to_vector();
+  const std::vector<float> c = mscl::augment::photometric_batch(x, table).to_vector();
+  const std::vector<float> g = mscl::to_host(mscl::augment::photometric_batch(mscl::to_device(x), table)).to_vector();
+  REQUIRE(c.size() == g.size());
+  const std::size_t per = std::size_t(3 * nt * h * w);
+  double worst_all = 0;
+  for (index_t b = 0; b < nb; ++b) {
+    double worst = 0;
+    std::size_t differ = 0;
+    for (std::size_t i = std::size_t(b) * per; i < std::size_t(b + 1) * per; ++i) {
+      const double e = std::fabs(double(c[i]) - double(g[i]));
+      if (!(e <= worst)) worst = e;  // NaN counts as worst
+      differ += e != 0;
+    }
+    std::cout << "photometric stage, sample " << b << ": " << differ << " of " << per
+              << " values differ from the cpu, worst " << worst << "\n";
+    INFO("sample " << b << ": max |cpu - cuda| = " << worst);
+    CHECK(worst <= 1e-4);
+    if (!(worst <= worst_all)) worst_all = worst;
+  }
+  std::cout << "photometric stage: worst |cpu - cuda| over all samples " << worst_all << "\n";
+  // The sample without any op comes back unchanged, on both paths.
+  std::size_t changed_gpu = 0, changed_cpu = 0;
+  for (std::size_t i = 0; i < per; ++i) {
+    changed_gpu += g[i] != input[i];
+    changed_cpu += c[i] != input[i];
+  }
+  CHECK(changed_gpu == 0);
+  CHECK(changed_cpu == 0);
+  // Every other sample was changed by its ops.
+  for (index_t b = 1; b < nb; ++b) {
+    std::size_t same = 0;
+    for (std::size_t i = std::size_t(b) * per; i < std::size_t(b + 1) * per; ++i) same += g[i] == input[i];
+    INFO("sample " << b);
+    CHECK(same < per);
+  }
+}
+
+TEST_CASE("cuda photometric stage: a malformed table fails on the host, naming sample and frame, as on the cpu") {
+  REQUIRE_GPU_OR_SKIP();
+  namespace pc = mscl::augment::photometric_column;
+  const index_t nb = 3, nt = 3, h = 9, w = 11;  // T = 3: views 1 and 3 jitter per frame
+  const auto views = photometric_test_views();
+  const tensor<cpu> good = photometric_table({views[1], views[3], views[4]}, nt);
+  const auto x = random_pair({nb, 3, nt, h, w}, 778, false, 0.5, 0.2);
+  auto message_of = [&](const tensor<cpu>& table, bool device) -> std::string {
+    try {
+      if (device) (void)mscl::augment::photometric_batch(x.d, table);
+      else (void)mscl::augment::photometric_batch(x.h, table);
+    } catch (const mscl::value_error& e) {
+      return e.what();
+    }
+    return "(no value_error)";
+  };
+  tensor<cpu> bad = good.clone();
+  bad.data()[(2 * nt + 1) * mscl::augment::photometric_columns + pc::op0 + 1] = 7.f;  // sample 2, frame 1: op code 7
+  for (bool device : {false, true}) {
+    const std::string m = message_of(bad, device);
+    INFO("device " << device << ": " << m);
+    CHECK(m.find("sample 2") != std::string::npos);
+    CHECK(m.find("frame 1") != std::string::npos);
+  }
+  tensor<cpu> mixed = good.clone();  // grey differs between the frames of sample 0
+  mixed.data()[(0 * nt + 1) * mscl::augment::photometric_columns + pc::grey] = 1.f;
+  const std::string m = message_of(mixed, true);
+  INFO(m);
+  CHECK(m.find("sample 0") != std::string::npos);
+  CHECK(m.find("frame 1") != std::string::npos);
+  // A table of the wrong shape.
+  const tensor<cpu> short_table = photometric_table({views[1], views[3]}, nt);
+  CHECK_THROWS_AS(mscl::augment::photometric_batch(x.d, short_table), mscl::shape_error);
+  const tensor<cpu> long_table = photometric_table({views[2], views[4], views[5]}, nt + 1);  // per-clip views
+  CHECK_THROWS_AS(mscl::augment::photometric_batch(x.d, long_table), mscl::shape_error);
+  CHECK_THROWS_AS(mscl::augment::photometric_batch(x.d, tensor<cpu>()), mscl::shape_error);
+  // A blur kernel wider than the frame (7 needs frames larger than 3).
+  const auto tiny = random_pair({nb, 3, nt, 3, 11}, 779, false, 0.5, 0.2);
+  CHECK_THROWS_AS(mscl::augment::photometric_batch(tiny.d, good), mscl::shape_error);
+  // The good table runs.
+  CHECK(mscl::to_host(mscl::augment::photometric_batch(x.d, good)).shape() == x.h.shape());
+}

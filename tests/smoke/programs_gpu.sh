@@ -43,6 +43,14 @@ for role in ref gpu; do
   "$bin/mscl-pretrain" "${common[@]}" "${dev[@]}" --out "$work/pretrain_$role" 2> "$work/pretrain_$role.log" \
     || { tail -5 "$work/pretrain_$role.log" >&2; exit 1; }
 done
+# With --device cuda the flows' colour coding and the RGB jitter/grey/blur/normalisation run on the
+# GPU by default (the loader hands over raw flows and photometric tables): make sure they did, so
+# the loss comparison below covers those kernels
+if [[ $gpu == cuda ]]; then
+  grep -q "flows colour-coded on the device" "$work/pretrain_gpu.log" \
+    && grep -q "RGB jitter/grey/blur/normalisation on the device" "$work/pretrain_gpu.log" \
+    || { echo "mscl-pretrain --device cuda did not augment on the device:" >&2; head -5 "$work/pretrain_gpu.log" >&2; exit 1; }
+fi
 # bf16 autocast: two iterations, compared with the CPU run's first iteration below
 bf16=(--device "$gpu"); [[ $gpu == cuda ]] && bf16+=(--precision bf16)
 "$bin/mscl-pretrain" "${common[@]}" --set iterations=2 "${bf16[@]}" --out "$work/pretrain_bf16" \

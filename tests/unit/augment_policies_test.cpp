@@ -757,3 +757,49 @@ TEST_CASE("color_code_flow_batch: N×2×T×H×W → N×3×T×H×W, flow::flow_co
   CHECK_THROWS_AS(augment::color_code_flow_batch(tensor<float>::zeros({2, 3, 1, 4, 4})), shape_error);
   CHECK_THROWS_AS(augment::color_code_flow_batch(tensor<float>::zeros({2, 2, 4})), shape_error);
 }
+
+TEST_CASE("photometric_batch: a malformed table is refused naming the sample, frame and column", "[augment]") {
+  namespace pc = augment::photometric_column;
+  const index_t nb = 2, nt = 3;
+  augment::photometric_view v;
+  color_jitter jitter;
+  generator gen(5);
+  v.jitter.push_back(jitter.coefficients(jitter.sample(gen, clip_geometry{}).frames[0]));
+  v.grey = true;
+  v.blur_sigma = 1.5;
+  v.blur_kernel = 5;
+  std::vector<float> rows = augment::photometric_rows(v, nt);
+  augment::photometric_view nothing;
+  nothing.normalize = false;
+  const std::vector<float> second = augment::photometric_rows(nothing, nt);
+  rows.insert(rows.end(), second.begin(), second.end());
+  const shape_t rgb_shape{nb, 3, nt, 8, 9};
+  auto rgb = tensor<float>::full(rgb_shape, 0.5f);
+  auto table_with = [&](index_t b, index_t t, index_t column, float value) {
+    std::vector<float> r = rows;
+    r[std::size_t((b * nt + t) * augment::photometric_columns + column)] = value;
+    return tensor<float>::from_vector({nb, nt, augment::photometric_columns}, r);
+  };
+  // The well-formed table runs, and the sample without ops passes through unchanged.
+  const auto ok = augment::photometric_batch(rgb, tensor<float>::from_vector({nb, nt, augment::photometric_columns}, rows));
+  const auto ov = ok.to_vector();
+  for (std::size_t i = ov.size() / 2; i < ov.size(); ++i) REQUIRE(ov[i] == 0.5f);
+  REQUIRE(ov[0] != 0.5f);
+  CHECK_THROWS_WITH(augment::photometric_batch(rgb, table_with(1, 2, pc::op1, 7.f)),
+                    Catch::Contains("sample 1, frame 2") && Catch::Contains("jitter op 1 is 7"));
+  CHECK_THROWS_WITH(augment::photometric_batch(rgb, table_with(0, 1, pc::op3, rows[std::size_t(1 * augment::photometric_columns + pc::op0)])),
+                    Catch::Contains("sample 0, frame 1") && Catch::Contains("twice"));
+  CHECK_THROWS_WITH(augment::photometric_batch(rgb, table_with(0, 2, pc::grey, 0.f)),
+                    Catch::Contains("sample 0, frame 2") && Catch::Contains("per clip"));
+  CHECK_THROWS_WITH(augment::photometric_batch(rgb, table_with(0, 0, pc::blur_kernel, 4.f)),
+                    Catch::Contains("sample 0, frame 0") && Catch::Contains("odd kernel"));
+  CHECK_THROWS_WITH(augment::photometric_batch(rgb, table_with(1, 0, pc::hue, std::nanf(""))),
+                    Catch::Contains("sample 1, frame 0") && Catch::Contains("not finite"));
+  CHECK_THROWS_AS(augment::photometric_batch(rgb, table_with(0, 0, pc::normalize, 2.f)), value_error);
+  // A blur wider than the frame, and a table of the wrong shape.
+  CHECK_THROWS_WITH(augment::photometric_batch(tensor<float>::full({nb, 3, nt, 2, 9}, 0.5f),
+                                               tensor<float>::from_vector({nb, nt, augment::photometric_columns}, rows)),
+                    Catch::Contains("sample 0") && Catch::Contains("reflect padding"));
+  CHECK_THROWS_WITH(augment::photometric_batch(rgb, tensor<float>::zeros({nb, nt + 1, augment::photometric_columns})),
+                    Catch::Contains("[2, 4, 14]") && Catch::Contains("[2, 3, 14]"));
+}

@@ -20,6 +20,7 @@
 #include <mscl/data/loader.hpp>
 #include <mscl/data/mscl_clip_source.hpp>
 #include <mscl/data/on_backend_source.hpp>
+#include <mscl/testing/tiny_mscl.hpp>
 
 namespace fs = std::filesystem;
 using namespace mscl;
@@ -182,6 +183,59 @@ TEST_CASE("clip source: raw flows colour-coded after the loader (data::on_backen
   const mscl_clip_source coded(base_options(root));
   const auto twice = batches_on_backend<cpu>(coded, {true, false});
   CHECK_THROWS_WITH(twice.batch(0), Catch::Contains("raw N×2×T×H×W") && Catch::Contains("[4, 3, 3, 8, 8]"));
+}
+
+TEST_CASE("clip source: RGB photometric augmentation left to the training device equals the loader's own",
+          "[data][loader]") {
+  const fs::path root = make_dataset("photometric");
+  cleanup c{root};
+  for (int variant = 0; variant < 3; ++variant) {
+    INFO("variant " << variant);
+    mscl_clip_options o = base_options(root);
+    o.color_code_flow = variant != 1;
+    o.blur_p = variant == 2 ? 1.0 : 0.5;     // every view blurred in one variant
+    o.jitter_per_frame = variant == 1;       // §11 A11 per-frame factors
+    o.normalize_rgb = variant != 2;
+    const mscl_clip_source host(o);
+    o.rgb_photometric = false;
+    const mscl_clip_source deferred(o);
+    // What mscl-pretrain --device cuda does, here with the CPU as the "device".
+    const auto on_device = batches_on_backend<cpu>(deferred, {o.color_code_flow == false, false});
+    const auto coded_host = batches_on_backend<cpu>(host, {o.color_code_flow == false, false});
+    int grey = 0, blurred = 0, jittered = 0;
+    for (long i = 0; i < 3; ++i) {
+      const auto raw = deferred.batch(i);
+      REQUIRE(raw.rgb_photometric_q.shape() == shape_t{4, 3, augment::photometric_columns});
+      REQUIRE(raw.rgb_photometric_k.shape() == shape_t{4, 3, augment::photometric_columns});
+      for (index_t b = 0; b < 4; ++b) {
+        const float* row = raw.rgb_photometric_q.data() + b * 3 * augment::photometric_columns;
+        grey += row[augment::photometric_column::grey] != 0.f;
+        blurred += row[augment::photometric_column::blur_sigma] > 0.f;
+        jittered += row[augment::photometric_column::op0] >= 0.f;
+        CHECK(row[augment::photometric_column::normalize] == (o.normalize_rgb ? 1.f : 0.f));
+      }
+      // Cropped and flipped only: values stay in [0, 1] before the stage.
+      const auto v = raw.rgb_q.to_vector();
+      CHECK(*std::min_element(v.begin(), v.end()) >= 0.f);
+      CHECK(*std::max_element(v.begin(), v.end()) <= 1.f);
+      const auto got = on_device.batch(i);
+      CHECK_FALSE(got.rgb_photometric_q.defined());
+      CHECK(same(got, coded_host.batch(i)));
+    }
+    CHECK(jittered > 0);
+    if (variant == 2) CHECK(blurred == 12);
+    INFO("grey " << grey << ", blurred " << blurred << ", jittered " << jittered);
+  }
+}
+
+TEST_CASE("mscl objective: refuses a batch whose RGB still waits for its photometric augmentation", "[data][loader]") {
+  const fs::path root = make_dataset("pending");
+  cleanup c{root};
+  mscl_clip_options o = base_options(root);
+  o.rgb_photometric = false;
+  const mscl_clip_source deferred(o);
+  ssl::mscl_objective<float> objective(testing::tiny_mscl_options());
+  CHECK_THROWS_WITH(objective.forward(deferred.batch(0)), Catch::Contains("photometric") && Catch::Contains("on_backend_source"));
 }
 
 TEST_CASE("clip source: the FRA views are the base views rotated by the sample's angle, in both pairings",

@@ -44,6 +44,15 @@ struct jitter_factors {
   std::array<int, 4> order{0, 1, 2, 3};
 };
 
+/// The float values one frame's jitter computes with, in the order the ops run: what
+/// `color_jitter::apply` and the batch stage of photometric_batch.hpp (on either backend) both
+/// apply. As in torchvision's _blend, a factor f and 1 − f are formed in double, then used as
+/// floats.
+struct jitter_coefficients {
+  std::array<int, 4> ops{-1, -1, -1, -1};  ///< 0 brightness, 1 contrast, 2 saturation, 3 hue; −1: none
+  float brightness = 1.f, contrast = 1.f, contrast_rest = 0.f, saturation = 1.f, saturation_rest = 0.f, hue = 0.f;
+};
+
 /// torchvision `ColorJitter` on float images in [0, 1] (torchvision 0.14 functional_tensor):
 ///  * brightness b: x ← clamp(b·x, 0, 1);
 ///  * contrast c:   x ← clamp(c·x + (1 − c)·m, 0, 1), m = mean over the frame of
@@ -84,39 +93,66 @@ class color_jitter {
     const index_t tn = clip.shape()[1], hw = clip.shape()[2] * clip.shape()[3];
     MSCL_CHECK(p.frames.size() == 1 || index_t(p.frames.size()) == tn, shape_error,
                "augment::color_jitter::apply: " << p.frames.size() << " factor sets for a clip of " << tn << " frames");
-    for (index_t t = 0; t < tn; ++t) {
-      const jitter_factors& f = p.frames[p.frames.size() == 1 ? 0 : std::size_t(t)];
-      float* r = detail::plane(clip, 0, t);
-      float* g = detail::plane(clip, 1, t);
-      float* b = detail::plane(clip, 2, t);
-      for (int op : f.order) {
-        if (op == 0 && opt_.brightness > 0) adjust_brightness(r, g, b, hw, f.brightness);
-        if (op == 1 && opt_.contrast > 0) adjust_contrast(r, g, b, hw, f.contrast);
-        if (op == 2 && opt_.saturation > 0) adjust_saturation(r, g, b, hw, f.saturation);
-        if (op == 3 && opt_.hue > 0) adjust_hue(r, g, b, hw, f.hue);
-      }
+    for (index_t t = 0; t < tn; ++t)
+      apply_coefficients(coefficients(p.frames[p.frames.size() == 1 ? 0 : std::size_t(t)]), detail::plane(clip, 0, t),
+                         detail::plane(clip, 1, t), detail::plane(clip, 2, t), hw);
+  }
+
+  /// The float coefficients of one factor set; ops disabled in the options (a range of 0) are
+  /// dropped, as torchvision skips them.
+  jitter_coefficients coefficients(const jitter_factors& f) const {
+    jitter_coefficients c;
+    std::size_t n = 0;
+    for (int op : f.order)
+      if ((op == 0 && opt_.brightness > 0) || (op == 1 && opt_.contrast > 0) || (op == 2 && opt_.saturation > 0) ||
+          (op == 3 && opt_.hue > 0))
+        c.ops[n++] = op;
+    c.brightness = float(f.brightness);
+    c.contrast = float(f.contrast);
+    c.contrast_rest = float(1.0 - f.contrast);
+    c.saturation = float(f.saturation);
+    c.saturation_rest = float(1.0 - f.saturation);
+    c.hue = float(f.hue);
+    return c;
+  }
+
+  /// One frame's planes (n pixels each) through the ops of `c`, in their order.
+  static void apply_coefficients(const jitter_coefficients& c, float* r, float* g, float* b, index_t n) {
+    for (int op : c.ops) {
+      if (op == 0) brightness_planes(r, g, b, n, c.brightness);
+      if (op == 1) contrast_planes(r, g, b, n, c.contrast, c.contrast_rest);
+      if (op == 2) saturation_planes(r, g, b, n, c.saturation, c.saturation_rest);
+      if (op == 3)
+        for (index_t i = 0; i < n; ++i) hue_pixel(r[i], g[i], b[i], c.hue);
     }
   }
 
-  // The single ops on one frame's planes (public: tests and other pipelines reuse them). As in
-  // torchvision's _blend, the factor f and 1 − f are formed in double and used as floats.
+  // The single ops on one frame's planes (public: tests and other pipelines reuse them).
   static float grey(float r, float g, float b) { return 0.2989f * r + 0.587f * g + 0.114f * b; }
-  static void adjust_brightness(float* r, float* g, float* b, index_t n, double f) {
-    const float a = float(f);
+  static void adjust_brightness(float* r, float* g, float* b, index_t n, double f) { brightness_planes(r, g, b, n, float(f)); }
+  static void adjust_contrast(float* r, float* g, float* b, index_t n, double f) {
+    contrast_planes(r, g, b, n, float(f), float(1.0 - f));
+  }
+  static void adjust_saturation(float* r, float* g, float* b, index_t n, double f) {
+    saturation_planes(r, g, b, n, float(f), float(1.0 - f));
+  }
+  /// x ← clamp(a·x, 0, 1).
+  static void brightness_planes(float* r, float* g, float* b, index_t n, float a) {
     for (float* c : {r, g, b})
       for (index_t i = 0; i < n; ++i) c[i] = detail::clamp01(a * c[i]);
   }
-  static void adjust_contrast(float* r, float* g, float* b, index_t n, double f) {
+  /// x ← clamp(a·x + rest·m, 0, 1), m the frame's mean grey (summed in double).
+  static void contrast_planes(float* r, float* g, float* b, index_t n, float a, float rest) {
     double sum = 0;
     for (index_t i = 0; i < n; ++i) sum += double(grey(r[i], g[i], b[i]));
-    const float a = float(f), k = float(1.0 - f) * float(sum / double(n));
+    const float k = rest * float(sum / double(n));
     for (float* c : {r, g, b})
       for (index_t i = 0; i < n; ++i) c[i] = detail::clamp01(a * c[i] + k);
   }
-  static void adjust_saturation(float* r, float* g, float* b, index_t n, double f) {
-    const float a = float(f), k = float(1.0 - f);
+  /// x ← clamp(a·x + rest·y, 0, 1), y the pixel's grey value.
+  static void saturation_planes(float* r, float* g, float* b, index_t n, float a, float rest) {
     for (index_t i = 0; i < n; ++i) {
-      const float y = k * grey(r[i], g[i], b[i]);
+      const float y = rest * grey(r[i], g[i], b[i]);
       r[i] = detail::clamp01(a * r[i] + y);
       g[i] = detail::clamp01(a * g[i] + y);
       b[i] = detail::clamp01(a * b[i] + y);

@@ -43,6 +43,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "../augment/photometric_batch.hpp"
 #include "../augment/presets.hpp"
 #include "../core/rng.hpp"
 #include "../flow/quantize.hpp"
@@ -80,6 +81,11 @@ struct mscl_clip_options {
   double blur_p = 0.5;          ///< Gaussian blur probability within color_aug (§7.2: 0.5)
   bool jitter_per_frame = false;  ///< §11 A11 released per-frame jitter factors
   bool normalize_rgb = true;    ///< ImageNet mean/std
+  /// false: the loader crops and flips the RGB views and leaves jitter, grey, blur and the
+  /// normalisation to the training device (augment/photometric_batch.hpp): the batch carries, per
+  /// view, a table of what was drawn (ssl::mscl_batch::rgb_photometric_q/k), and
+  /// data::on_backend_source applies it after the copy. Same values either way on the CPU.
+  bool rgb_photometric = true;
   bool color_code_flow = true;  ///< false: raw 2-channel flow in the batch, coded later on the training device (data::on_backend_source) or inspected
   bool fast_atan2 = false;      ///< polynomial atan2 in the colour coding (augment/flow.hpp)
   float flow_bound = 20.f;      ///< dequantisation bound of flow JPEGs
@@ -89,6 +95,7 @@ struct mscl_clip_options {
 /// One sample: the tensors (C×T×H×W) and where they came from.
 struct mscl_clip_sample {
   tensor<float> rgb_q, rgb_k, flow_q, flow_k, flow_aug_q, flow_aug_k;
+  tensor<float> rgb_photometric_q, rgb_photometric_k;  ///< T×photometric_columns (rgb_photometric = false only)
   index_t video = -1;                             ///< index in the annotation list
   std::vector<index_t> query_frames, key_frames;  ///< 0-based frame indices (before the list offset)
   augment::crop_box rgb_box_q, rgb_box_k;         ///< on the stored RGB frames
@@ -194,6 +201,8 @@ class mscl_clip_source {
     b.flow_k = stack(&mscl_clip_sample::flow_k);
     b.flow_aug_q = stack(&mscl_clip_sample::flow_aug_q);
     b.flow_aug_k = stack(&mscl_clip_sample::flow_aug_k);
+    b.rgb_photometric_q = stack(&mscl_clip_sample::rgb_photometric_q);
+    b.rgb_photometric_k = stack(&mscl_clip_sample::rgb_photometric_k);
     return b;
   }
 
@@ -371,6 +380,22 @@ class mscl_clip_source {
     return x;
   }
 
+  // The photometric part of a view's params (parts 2–5) as its T×photometric_columns table.
+  tensor<float> photometric_table(const augment::mscl_view_policy::params& prm) const {
+    augment::photometric_view v;
+    const auto& jitter = std::get<2>(prm);
+    if (jitter.applied)
+      for (const augment::jitter_factors& f : jitter.inner.frames)
+        v.jitter.push_back(policy_.part<2>().policy().coefficients(f));
+    v.grey = std::get<3>(prm).applied;
+    if (std::get<4>(prm).applied) {
+      v.blur_sigma = std::get<4>(prm).inner.sigma;
+      v.blur_kernel = policy_.part<4>().policy().options().kernel_size;
+    }
+    v.normalize = o_.normalize_rgb;
+    return tensor<float>::from_vector({o_.clip_len, augment::photometric_columns}, augment::photometric_rows(v, o_.clip_len));
+  }
+
   // 2×T×H×W → 1×2×T×H×W (a view, no copy): the batch axis ssl::rotate_flow expects.
   static tensor<float> batched(const tensor<float>& x) {
     shape_t s = x.shape();
@@ -416,19 +441,24 @@ class mscl_clip_source {
     out.flow_box_q = std::get<0>(pq).flow;
     out.flow_box_k = std::get<0>(pk).flow;
 
-    // RGB: crop (fused with decoding) → flip → jitter → grey → blur → normalise.
+    // RGB: crop (fused with decoding) → flip → jitter → grey → blur → normalise; with
+    // rgb_photometric = false the part after the flip becomes a table for the training device.
     auto rgb_view = [&](const std::vector<index_t>& frames, const augment::mscl_view_policy::params& prm,
-                        augment::crop_box* box) {
+                        augment::crop_box* box, tensor<float>* photometric) {
       tensor<float> x = rgb_clip(*vi, e, frames, std::get<0>(prm), box);
       policy_.part<1>().apply(std::get<1>(prm), x);
+      if (!o_.rgb_photometric) {
+        *photometric = photometric_table(prm);
+        return x;
+      }
       policy_.part<2>().apply(std::get<2>(prm), x);
       policy_.part<3>().apply(std::get<3>(prm), x);
       policy_.part<4>().apply(std::get<4>(prm), x);
       if (o_.normalize_rgb) policy_.part<5>().apply(std::get<5>(prm), x);
       return x;
     };
-    out.rgb_q = rgb_view(pair.query_frames, pq, &out.rgb_box_q);
-    out.rgb_k = rgb_view(pair.key_frames, pk, &out.rgb_box_k);
+    out.rgb_q = rgb_view(pair.query_frames, pq, &out.rgb_box_q, &out.rgb_photometric_q);
+    out.rgb_k = rgb_view(pair.key_frames, pk, &out.rgb_box_k, &out.rgb_photometric_k);
     if (!o_.with_flow) return out;
 
     const std::vector<flow_field> fa = flow_maps(*vi, e, pair.query_frames);

@@ -8,6 +8,11 @@
 /// (augment/flow_color_batch.hpp): that moves about half of a loader worker's time per sample to
 /// the GPU and copies 2 flow channels instead of 3.
 ///
+/// Likewise RGB views may arrive cropped and flipped only, with a table of the photometric
+/// augmentation the loader drew (`mscl_clip_options::rgb_photometric = false`,
+/// `ssl::mscl_batch::rgb_photometric_q/k`): jitter, grey, blur and normalisation then run on `B`
+/// (augment/photometric_batch.hpp), whatever the options say — a batch with tables must get them.
+///
 /// The batch of iteration i is still a function of i alone (the wrapped source's contract), so
 /// resumed runs stay exact.
 ///
@@ -36,6 +41,7 @@
 #include <utility>
 
 #include "../augment/flow_color_batch.hpp"
+#include "../augment/photometric_batch.hpp"
 #include "../ssl/mscl_objective.hpp"
 #if defined(MSCL_WITH_CUDA) && defined(__CUDACC__)
 #include "../backend/cuda/batch_prefetch.hpp"
@@ -117,6 +123,11 @@ class on_backend_source : private detail::on_backend_overlap<B, Source> {
 
   auto batch(long iteration) const {
     auto b = on_target(iteration);
+    // RGB views the loader left without their photometric augmentation (rgb_photometric = false)
+    // get it here, on B, from the tables it drew.
+    if (b.rgb_photometric_q.defined()) b.rgb_q = augment::photometric_batch(b.rgb_q, b.rgb_photometric_q);
+    if (b.rgb_photometric_k.defined()) b.rgb_k = augment::photometric_batch(b.rgb_k, b.rgb_photometric_k);
+    b.rgb_photometric_q = b.rgb_photometric_k = tensor<float, cpu>();
     if (o_.color_code_flow)
       for (auto* f : {&b.flow_q, &b.flow_k, &b.flow_aug_q, &b.flow_aug_k})
         if (f->defined()) {

@@ -114,6 +114,11 @@ template <class T, class B = cpu>
 struct mscl_batch {
   tensor<T, B> rgb_q, rgb_k;                      ///< B×3×T×H×W
   tensor<T, B> flow_q, flow_k, flow_aug_q, flow_aug_k;  ///< B×3×T×H×W colour-coded flow (unused parts may be undefined)
+  /// Photometric augmentation still to apply to rgb_q / rgb_k (B×T×augment::photometric_columns,
+  /// host tensors whatever B): set by a loader that leaves it to the training device
+  /// (data::mscl_clip_options::rgb_photometric = false), applied and cleared by
+  /// data::on_backend_source. The objective refuses a batch that still carries them.
+  tensor<float, cpu> rgb_photometric_q, rgb_photometric_k;
 };
 
 /// The same batch on backend `To` (host batches to the GPU for CUDA training; parts left
@@ -121,7 +126,8 @@ struct mscl_batch {
 template <class To, class T, class From>
 mscl_batch<T, To> batch_on_backend(const mscl_batch<T, From>& b) {
   return {on_backend<To>(b.rgb_q),  on_backend<To>(b.rgb_k),      on_backend<To>(b.flow_q),
-          on_backend<To>(b.flow_k), on_backend<To>(b.flow_aug_q), on_backend<To>(b.flow_aug_k)};
+          on_backend<To>(b.flow_k), on_backend<To>(b.flow_aug_q), on_backend<To>(b.flow_aug_k),
+          b.rgb_photometric_q,      b.rgb_photometric_k};
 }
 
 struct mscl_step_stats {
@@ -483,6 +489,9 @@ class mscl_objective : public nn::module<T, B> {
     };
     need(b.rgb_q, "rgb_q");
     need(b.rgb_k, "rgb_k");
+    MSCL_CHECK(!b.rgb_photometric_q.defined() && !b.rgb_photometric_k.defined(), value_error,
+               "mscl_objective: the batch's RGB views still wait for their photometric augmentation (the loader ran "
+               "with rgb_photometric = false): pass the loader through data::on_backend_source, which applies it");
     if (options_.uses_flow()) {
       need(b.flow_q, "flow_q");
       need(b.flow_k, "flow_k");

@@ -217,6 +217,8 @@ class batch_prefetcher {
   void prepare(long iteration) {
     host_batch h = fetch_(iteration);
     layout_ = plan(h);
+    staged_photometric_q_ = h.rgb_photometric_q;  // host tables travel with the batch, uncopied
+    staged_photometric_k_ = h.rgb_photometric_k;
     // The pinned buffer may still feed the previous host→device copy.
     MSCL_CUDA_CHECK(cudaEventSynchronize(copied_));
     reserve(layout_.bytes, false);
@@ -272,6 +274,8 @@ class batch_prefetcher {
         MSCL_CUDA_CHECK(cudaMemcpyAsync(dst[k]->data(), device_staging_ + layout_.offsets[k], layout_.sizes[k],
                                         cudaMemcpyDeviceToDevice, stream()));
     }
+    out.rgb_photometric_q = std::move(staged_photometric_q_);
+    out.rgb_photometric_k = std::move(staged_photometric_k_);
     return out;
   }
 
@@ -325,6 +329,7 @@ class batch_prefetcher {
   }
 
   fetch_fn fetch_;
+  tensor<float, cpu> staged_photometric_q_, staged_photometric_k_;  ///< the staged batch's host tables
   int device_ = 0;
   cudaStream_t copy_stream_ = nullptr;
   cudaEvent_t copied_ = nullptr;        ///< recorded on the copy stream after the staging copy

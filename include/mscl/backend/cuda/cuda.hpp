@@ -14,10 +14,13 @@
 ///   conv_engines.hpp      cuDNN graph-API engine search that conv.hpp times against the legacy choice
 ///   norm_pool.hpp         cuDNN batch-norm, pooling
 ///   ssl.hpp               the MSCL objective's ops (InfoNCE, LMCL, queue, EMA, FRA), dropout, resize
+///   augment.hpp           the RGB photometric stage of a batch (augment/photometric_batch.hpp)
+///   augment_kernels.cuh   its kernels: jitter + grey per frame, separable blur, normalisation
 ///   *.cuh                 the kernels (nvcc only)
 /// Requirements: nvcc (CUDA 12+ / 13), cuDNN 9, cuBLAS; link mscl::cuda. See docs/cuda.md.
 #pragma once
 #include "../../core/tensor.hpp"
+#include "augment.hpp"
 #include "conv.hpp"
 #include "memory.hpp"
 #include "norm_pool.hpp"
@@ -32,7 +35,8 @@ struct cuda_ops<mscl::cuda> : cuda_backend::memory_ops,
                               cuda_backend::basic_ops,
                               cuda_backend::conv_ops,
                               cuda_backend::norm_pool_ops,
-                              cuda_backend::ssl_ops {};
+                              cuda_backend::ssl_ops,
+                              cuda_backend::augment_ops {};
 
 }  // namespace mscl::backend
 
