@@ -213,7 +213,7 @@ except Exception:
     runs = []
 for r in runs:
     copies = "background copies" if r.get("overlap_copies") else "synchronous copies"
-    rows.append((f"mscl-pretrain --device cuda, paper shapes, batch {r['batch']}, flows coded on the {'GPU' if r['flow_coding'] == 'device' else 'host'}, {copies}",
+    rows.append((f"mscl-pretrain --device cuda, paper shapes, batch {r['batch']}, flow coding and RGB jitter/blur on the {'GPU' if r['flow_coding'] == 'device' else 'host'}, {copies}",
                  f"{r['clips_per_s']:.1f} clips/s, data wait {r['data_wait_s_per_iteration']:.3f} s/it", "-", "-", "-", "reported"))
 status = {0: "PASS", 77: "SKIPPED (no GPU)"}.get(test_rc, "FAIL")
 rows.append(("GPU tests incl. full r3d step loss vs CPU, programs --device cuda", status, "-", "-", status, "tolerances in docs/cuda.md"))
