@@ -17,6 +17,28 @@ if(MSCL_BUILD_TESTS)
     catch_discover_tests(${name} TEST_PREFIX "${name}:" EXTRA_ARGS --warn NoTests
                          PROPERTIES TIMEOUT 600 SKIP_REGULAR_EXPRESSION "MSCL_CUDA_SKIP" LABELS cuda)
   endforeach()
+  # The data-parallel machinery on device tensors with a real NCCL communicator (one rank), only
+  # with MSCL_WITH_NCCL. It lives in tests/cuda/nccl/, outside the glob above, so that CUDA builds
+  # without NCCL (CI) compile no extra nvcc unit. scripts/gpu-check.sh builds and runs it.
+  if(TARGET mscl_nccl)
+    set(_mscl_nccl_test_src ${PROJECT_SOURCE_DIR}/tests/cuda/nccl/cuda_nccl_test.cu)
+    # As tests/CMakeLists.txt does for the other tests: a ";" in a name splits the ctest entry.
+    file(STRINGS ${_mscl_nccl_test_src} _mscl_semicolon_names REGEX "TEST_CASE\\(\"[^\"]*;")
+    if(_mscl_semicolon_names)
+      message(FATAL_ERROR "${_mscl_nccl_test_src}: a TEST_CASE name contains ';' (ctest would split it into two "
+                          "entries): ${_mscl_semicolon_names}")
+    endif()
+    add_executable(cuda_nccl_test ${_mscl_nccl_test_src})
+    target_link_libraries(cuda_nccl_test PRIVATE mscl_cuda_catch_main mscl_cuda mscl_nccl)
+    catch_discover_tests(cuda_nccl_test TEST_PREFIX "cuda_nccl_test:" EXTRA_ARGS --warn NoTests TEST_LIST cuda_nccl_test_TESTS
+                         PROPERTIES TIMEOUT 600 SKIP_REGULAR_EXPRESSION "MSCL_CUDA_SKIP" LABELS cuda)
+    # Labels "cuda;nccl": Catch's PROPERTIES flattens a list value (it would write "LABELS cuda nccl",
+    # which drops the second), so a ctest include that runs after the discovered tests are added
+    # sets both.
+    file(WRITE ${PROJECT_BINARY_DIR}/cuda_nccl_test_labels.cmake
+         "if(DEFINED cuda_nccl_test_TESTS)\n  set_tests_properties(\${cuda_nccl_test_TESTS} PROPERTIES LABELS \"cuda;nccl\")\nendif()\n")
+    set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES ${PROJECT_BINARY_DIR}/cuda_nccl_test_labels.cmake)
+  endif()
 endif()
 
 if(MSCL_BUILD_BENCHMARKS)

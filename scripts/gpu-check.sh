@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command for a GPU machine: builds the CUDA backend's test and benchmark, runs every GPU
-# test and the example programs with --device cuda against --device cpu (tests/smoke/
-# programs_gpu.sh), then the GPU benchmarks side by side with PyTorch, and prints one table.
+# test (the NCCL ones, one rank, where built and a libnccl.so.2 exists) and the programs with
+# --device cuda against --device cpu, then the GPU benchmarks beside PyTorch; prints one table.
 #
 #   scripts/gpu-check.sh                 build (needs nvcc, cuDNN 9, Eigen, nlohmann_json, Catch2) + run
 #   scripts/gpu-check.sh --build-only    build here (no GPU needed) into $MSCL_GPU_BUILD_DIR/gpu-bundle
@@ -55,6 +55,27 @@ if [[ $mode != run ]]; then
   mkdir -p "$bundle/fallback-lib"
   cp "$(ldd "$bundle/cuda_step_prog" | awk '/libgomp/ {print $3}')" "$bundle/fallback-lib/" 2>/dev/null || true
   cp "$(ldd "$bundle/programs/mscl-pretrain" | awk '/libjpeg/ {print $3}')" "$bundle/fallback-lib/" 2>/dev/null || true
+  # NCCL (dist/nccl.hpp) on one GPU: a second build with MSCL_WITH_NCCL=ON, of its two test
+  # programs only, into $bundle/nccl (libnccl.so.2 itself is too large to carry: the run phase
+  # finds one on the GPU machine). Optional: without NCCL here the rest of the bundle is unaffected.
+  nccl_build=${build_dir}-nccl
+  rm -rf "$bundle/nccl"
+  mkdir -p "$nccl_build"
+  echo "== build ($nccl_build: MSCL_WITH_NCCL=ON, cuda_nccl_test and dist_collectives_test)"
+  if ! cmake -S . -B "$nccl_build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMSCL_WITH_CUDA=ON -DMSCL_WITH_NCCL=ON \
+        -DMSCL_BUILD_EXAMPLES=OFF -DMSCL_BUILD_BENCHMARKS=OFF -DMSCL_WITH_MPI=OFF -DMSCL_WITH_FFMPEG=OFF \
+        -DMSCL_WITH_ONEDNN=OFF -DMSCL_NATIVE=OFF >"$nccl_build/configure.log" 2>&1; then
+    echo "gpu-check: note: the NCCL build did not configure (no NCCL here?); the bundle has no NCCL tests:"
+    grep -i -m3 "nccl\|error" "$nccl_build/configure.log" | sed 's/^/      /'
+  elif ! cmake --build "$nccl_build" --target cuda_nccl_test dist_collectives_test -j"$(nproc)" \
+        >"$nccl_build/build.log" 2>&1; then
+    echo "gpu-check: note: the NCCL build failed ($nccl_build/build.log); the bundle has no NCCL tests:"
+    grep -m10 -A3 "error\|FAILED" "$nccl_build/build.log" | head -20 | sed 's/^/      /'
+  else
+    mkdir -p "$bundle/nccl"
+    cp "$nccl_build/cuda_nccl_test" "$nccl_build/tests/dist_collectives_test" "$bundle/nccl/"
+    echo "bundle: $bundle/nccl: cuda_nccl_test, dist_collectives_test (MSCL_WITH_NCCL)"
+  fi
   echo "bundle: $bundle ($(du -sh "$bundle" | cut -f1))"
   [[ $mode == build ]] && exit 0
 fi
@@ -117,6 +138,65 @@ OMP_NUM_THREADS=8 PYTHON=$py timeout 240 bash tests/smoke/programs_gpu.sh "$bund
 cat "$results/programs_gpu.log"
 case $programs_rc in 0) echo "PASS  programs --device cuda" ;; 77) echo "SKIP  programs --device cuda"; skipped=1 ;;
   *) echo "FAIL  programs --device cuda (exit $programs_rc$([[ $programs_rc == 124 ]] && echo ', timed out'))"; failed=$((failed + 1)) ;; esac
+# NCCL (dist/nccl.hpp), one rank: the bundle's NCCL test programs (built with MSCL_WITH_NCCL,
+# see the build phase) against a libnccl.so.2 of this machine: the system's or the CUDA
+# toolkit's, else the one PyTorch's pip wheel brings (nvidia-nccl-cu12 / -cu13). One row each in
+# the table (nccl_rows.tsv); a failure fails the run, a missing library or build is reported.
+find_libnccl() {
+  local f s
+  f=$(ldconfig -p 2>/dev/null | awk '$1 == "libnccl.so.2" {print $NF; exit}')
+  [[ -n $f && -e $f ]] && { echo "$f"; return 0; }
+  for f in /usr/local/cuda*/lib*/libnccl.so.2 /usr/local/cuda*/targets/*/lib/libnccl.so.2; do
+    [[ -e $f ]] && { echo "$f"; return 0; }
+  done
+  while IFS= read -r s; do
+    [[ -n $s && -d $s ]] || continue
+    f=$( { find "$s/nvidia" -maxdepth 4 -name 'libnccl.so.2' 2>/dev/null  # nvidia/nccl/lib/ (pip)
+           find "$s/torch/lib" -maxdepth 1 -name 'libnccl*.so*' 2>/dev/null; } | head -1)
+    [[ -n $f ]] && { echo "$f"; return 0; }
+  done < <("$py" -c "import site,sys; print('\n'.join(site.getsitepackages()+[site.getusersitepackages()]))" 2>/dev/null)
+  return 1
+}
+echo "== NCCL, one rank (dist/nccl.hpp): dist_collectives_test [nccl], cuda_nccl_test"
+nccl_failed=0
+: >"$results/nccl_rows.tsv"
+if [[ ! -x $bundle/nccl/cuda_nccl_test || ! -x $bundle/nccl/dist_collectives_test ]]; then
+  echo "SKIP  NCCL: not built (the build phase found no NCCL)"
+  printf '%s\t%s\t%s\n' "NCCL one rank: dist_collectives [nccl] / cuda_nccl_test" "not built" "-" >>"$results/nccl_rows.tsv"
+elif ! libnccl=$(find_libnccl); then
+  echo "SKIP  NCCL: no libnccl.so.2 on this machine (system, /usr/local/cuda*, $py's site-packages)"
+  printf '%s\t%s\t%s\n' "NCCL one rank: dist_collectives [nccl] / cuda_nccl_test" \
+    "skipped: no libnccl.so.2 on this machine" "-" >>"$results/nccl_rows.tsv"
+else
+  nccl_dir=$(dirname "$libnccl")
+  if [[ $(basename "$libnccl") != libnccl.so.2 ]]; then  # e.g. torch/lib/libnccl-<hash>.so.2: link it by its soname
+    nccl_dir=$results/nccl-lib
+    mkdir -p "$nccl_dir" && ln -sf "$libnccl" "$nccl_dir/libnccl.so.2"
+  fi
+  echo "libnccl: $libnccl"
+  for entry in "dist_collectives_test|60|[nccl]" "cuda_nccl_test|120|"; do
+    IFS='|' read -r name limit filter <<<"$entry"
+    args=(--durations yes --warn NoTests)
+    [[ -n $filter ]] && args=("$filter" "${args[@]}")
+    NCCL_DEBUG=${NCCL_DEBUG:-WARN} LD_LIBRARY_PATH="$nccl_dir:$LD_LIBRARY_PATH" timeout "$limit" \
+      "$bundle/nccl/$name" "${args[@]}" </dev/null >"$results/nccl_$name.log" 2>&1
+    rc=$?
+    grep "^cuda_nccl_test: " "$results/nccl_$name.log" | sed 's/^/      /'
+    label="NCCL one rank (libnccl from $libnccl): $name${filter:+ $filter}"
+    if [[ $rc == 0 ]] && grep -q "MSCL_CUDA_SKIP\|no CUDA device" "$results/nccl_$name.log"; then
+      echo "SKIP  $label (no GPU)"; status="SKIPPED (no GPU)"; verdict="-"
+    elif [[ $rc == 0 ]]; then
+      echo "PASS  $label  ($(grep -o 'All tests passed.*\|^test cases:.*' "$results/nccl_$name.log" | head -1))"
+      status=PASS; verdict=PASS
+    else
+      status="FAIL (exit $rc$([[ $rc == 124 ]] && echo ', timed out'))"; verdict=FAIL
+      echo "FAIL  $label  (exit $rc$([[ $rc == 124 ]] && echo ', timed out'))"; nccl_failed=$((nccl_failed + 1))
+      grep -v "^mscl 0.1.0" "$results/nccl_$name.log" | grep -B2 -A12 -m3 "FAILED\|error\|Error\|what()\|NCCL WARN" \
+        | head -40 | sed 's/^/      /'
+    fi
+    printf '%s\t%s\t%s\n' "$label" "$status" "$verdict" >>"$results/nccl_rows.tsv"
+  done
+fi
 test_rc=0
 [[ $failed != 0 ]] && test_rc=1
 [[ $skipped == 1 && $failed == 0 ]] && { echo "gpu-check: tests SKIPPED (no usable GPU)"; test_rc=77; }
@@ -217,6 +297,13 @@ for r in runs:
                  f"{r['clips_per_s']:.1f} clips/s, data wait {r['data_wait_s_per_iteration']:.3f} s/it", "-", "-", "-", "reported"))
 status = {0: "PASS", 77: "SKIPPED (no GPU)"}.get(test_rc, "FAIL")
 rows.append(("GPU tests incl. full r3d step loss vs CPU, programs --device cuda", status, "-", "-", status, "tolerances in docs/cuda.md"))
+try:
+    for line in open(os.path.join(d, "nccl_rows.tsv")):
+        if line.strip():
+            label, st, verdict = line.rstrip("\n").split("\t")
+            rows.append((label, st, "-", "-", verdict, "one rank: collectives exact"))
+except Exception:
+    pass
 w = [max(len(str(r[i])) for r in rows + [("check", "mscl", "pytorch", "speed-up", "verdict", "bar")]) for i in range(6)]
 hdr = ("check", "mscl", "pytorch", "speed-up", "verdict", "bar")
 print("  ".join(h.ljust(w[i]) for i, h in enumerate(hdr)))
@@ -262,4 +349,4 @@ for eng in ("mscl", "torch"):
 EOF
 fi
 echo "gpu-check: $(( $(date +%s) - t_start )) s"
-[[ $test_rc == 0 ]]
+[[ $test_rc == 0 && $nccl_failed == 0 ]]
