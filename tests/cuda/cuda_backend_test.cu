@@ -13,6 +13,8 @@
 //   training step (loss, updated parameters) 2e-4 relative to max|ref|
 #include <catch2/catch.hpp>
 
+#include "gpu_skip.hpp"
+
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -44,20 +46,6 @@ template <class B>
 using tensor = mscl::tensor<float, B>;
 
 namespace {
-
-bool gpu_present() {
-  static std::string why;
-  static const bool ok = [] {
-    // FP32 everywhere: TF32 would make the comparison a test of TF32 rounding.
-    setenv("NVIDIA_TF32_OVERRIDE", "0", 1);
-    return mscl::cuda_control::device_available(&why);
-  }();
-  if (ok) mscl::cuda_control::set_allow_tf32(false);
-  else std::cout << "MSCL_CUDA_SKIP: no CUDA device (" << why << "); this GPU test did not run\n";
-  return ok;
-}
-#define REQUIRE_GPU_OR_SKIP() \
-  if (!gpu_present()) return
 
 /// A host tensor of N(0, 1) values and its device copy; both leaves requiring grad when asked.
 struct pair_t {

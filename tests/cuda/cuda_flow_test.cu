@@ -14,6 +14,8 @@
 //   pair b of a batch vs the same pair alone: mean |d| <= 1e-3 px.
 #include <catch2/catch.hpp>
 
+#include "gpu_skip.hpp"
+
 #include <cmath>
 #include <iostream>
 #include <string>
@@ -23,15 +25,6 @@
 #include <mscl/flow/tvl1_cuda.hpp>
 
 namespace {
-
-bool gpu_present() {
-  static std::string why;
-  static const bool ok = mscl::cuda_backend::device_available(&why);
-  if (!ok) std::cout << "MSCL_CUDA_SKIP: no CUDA device (" << why << "); this GPU test did not run\n";
-  return ok;
-}
-#define REQUIRE_GPU_OR_SKIP() \
-  if (!gpu_present()) return
 
 constexpr int H = 48, W = 64;
 

@@ -34,6 +34,8 @@
 // max(1, max|ref|).
 #include <catch2/catch.hpp>
 
+#include "../gpu_skip.hpp"
+
 #include <cuda_runtime.h>
 #include <link.h>
 #include <nccl.h>
@@ -78,21 +80,6 @@ template <class B>
 using tensor = mscl::tensor<float, B>;
 
 namespace {
-
-bool gpu_present() {
-  static std::string why;
-  static const bool ok = [] {
-    // FP32 everywhere (as in cuda_backend_test): both sides of every comparison run the same
-    // kernels, but TF32 would only add noise to the tolerance-bound ones.
-    setenv("NVIDIA_TF32_OVERRIDE", "0", 1);
-    return mscl::cuda_control::device_available(&why);
-  }();
-  if (ok) mscl::cuda_control::set_allow_tf32(false);
-  else std::cout << "MSCL_CUDA_SKIP: no CUDA device (" << why << "); this GPU test did not run\n";
-  return ok;
-}
-#define REQUIRE_GPU_OR_SKIP() \
-  if (!gpu_present()) return
 
 void cuda_ok(cudaError_t st, const char* what) {
   MSCL_CHECK(st == cudaSuccess, mscl::error, "cuda_nccl_test: " << what << ": " << cudaGetErrorString(st));
