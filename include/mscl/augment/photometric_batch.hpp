@@ -150,8 +150,10 @@ inline photometric_plan plan_photometric(const tensor<float, cpu>& table, const 
       MSCL_CHECK(flag(r[pc::grey]) && flag(r[pc::normalize]), value_error,
                  where() << "the grey and normalise flags must be 0 or 1, got " << r[pc::grey] << " and " << r[pc::normalize]);
       const float sigma = r[pc::blur_sigma], kernel = r[pc::blur_kernel];
-      MSCL_CHECK(std::isfinite(sigma) && sigma >= 0 && kernel >= 1 && kernel == std::floor(kernel) && int(kernel) % 2 == 1,
-                 value_error, where() << "blur sigma " << sigma << " and kernel " << kernel << " (need sigma >= 0 and an odd kernel >= 1)");
+      MSCL_CHECK(std::isfinite(sigma) && sigma >= 0 && kernel >= 1 && kernel <= 4095 && kernel == std::floor(kernel) &&
+                     int(kernel) % 2 == 1,
+                 value_error,
+                 where() << "blur sigma " << sigma << " and kernel " << kernel << " (need sigma >= 0 and an odd kernel in [1, 4095])");
       if (t == 0) {
         p.grey[std::size_t(b)] = r[pc::grey] != 0.f;
         p.normalize[std::size_t(b)] = r[pc::normalize] != 0.f;
