@@ -15,6 +15,10 @@
 // flow q/k), each B×3×T×S×S. No PyTorch peer exists for this mode (the released MSCL code needs
 // its mmaction fork); scripts/gpu-check.sh prints its clips/s without a ratio.
 //
+// --mode augment times the loader's device stage per batch (what data::on_backend_source runs for
+// mscl-pretrain --device cuda): augment::photometric_batch on two RGB views with tables drawn by
+// the MSCL view policy, and augment::color_code_flow_batch on four raw B×2×T×S×S flows.
+//
 // The timed steps run between cudaProfilerStart and cudaProfilerStop and inside an NVTX range
 // "timed" (both free without a profiler attached): `ncu --profile-from-start off` then sees them
 // and not cuDNN's algorithm search in the warm-up (MSCL_GPU_PROFILE=1 scripts/gpu-check.sh does
@@ -24,6 +28,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <mscl/augment/flow_color_batch.hpp>
 #include <mscl/mscl.hpp>
 #include <mscl/ssl/mscl_objective.hpp>
 #include <cuda_profiler_api.h>  // cudaProfilerStart/Stop bracket the timed steps for ncu --profile-from-start off
@@ -58,18 +63,20 @@ args_t parse(int argc, char** argv) {
     else if (k == "--bf16") a.bf16 = true;
     else if (k == "--heuristic-algos") a.benchmark = false;
     else if (k == "--help" || k == "-h") {
-      std::cout << "cuda_step_prog --mode train|forward|mscl --arch r3d_18|r2d_18_flow --batch N --frames T --size S\n"
+      std::cout << "cuda_step_prog --mode train|forward|mscl|augment --arch r3d_18|r2d_18_flow --batch N --frames T --size S\n"
                    "               --iters K --warmup W [--queue K (mscl, default 65536)] [--no-tf32] [--bf16]\n"
                    "               [--heuristic-algos]\n"
                    "Times one r3d_18 training step (or forward), or with --mode mscl one full MSCL objective\n"
-                   "training step (R3D-18 RGB + flow encoders, all terms), on the GPU; prints one JSON line.\n";
+                   "training step (R3D-18 RGB + flow encoders, all terms), or with --mode augment the loader's device\n"
+                   "stage (RGB jitter/grey/blur/normalisation of 2 views, colour coding of 4 raw flows), on the GPU;\n"
+                   "prints one JSON line.\n";
       std::exit(0);
     } else {
       throw mscl::config_error("cuda_step_prog: unknown option " + k + " (see --help)");
     }
   }
-  MSCL_CHECK(a.mode == "train" || a.mode == "forward" || a.mode == "mscl", mscl::config_error,
-             "cuda_step_prog: --mode must be train, forward or mscl");
+  MSCL_CHECK(a.mode == "train" || a.mode == "forward" || a.mode == "mscl" || a.mode == "augment", mscl::config_error,
+             "cuda_step_prog: --mode must be train, forward, mscl or augment");
   MSCL_CHECK(a.queue >= a.batch, mscl::config_error, "cuda_step_prog: --queue must be at least --batch");
   MSCL_CHECK(a.batch > 0 && a.iters > 0 && a.warmup >= 1, mscl::config_error,
              "cuda_step_prog: --batch and --iters must be positive and --warmup >= 1 (the first step searches "
@@ -139,6 +146,61 @@ int run_mscl(const args_t& a) {
   return 0;
 }
 
+/// The device stage data::on_backend_source runs per batch when mscl-pretrain --device cuda hands
+/// it the loader's tables and raw flows: augment::photometric_batch on rgb_q and rgb_k (tables
+/// drawn by the MSCL view policy as the loader draws them: jitter p 0.8, grey 0.2, blur 0.5 with
+/// kernel 11) and augment::color_code_flow_batch on the four B×2×T×S×S flows.
+int run_augment(const args_t& a) {
+  namespace aug = mscl::augment;
+  aug::mscl_view_options vo;
+  vo.crop.out_height = vo.crop.out_width = a.size;
+  vo.blur.kernel_size = int(std::max<long>(1, (a.size / 10) / 2 * 2 + 1));
+  const aug::mscl_view_policy policy = aug::make_mscl_view_policy(vo);
+  mscl::generator gen(3);
+  aug::clip_geometry g;
+  g.frames = a.frames;
+  g.height = g.width = a.size;
+  auto table = [&] {
+    std::vector<float> rows;
+    for (long b = 0; b < a.batch; ++b) {
+      const auto prm = policy.sample(gen, g);
+      aug::photometric_view v;
+      if (std::get<2>(prm).applied)
+        for (const auto& f : std::get<2>(prm).inner.frames) v.jitter.push_back(policy.part<2>().policy().coefficients(f));
+      v.grey = std::get<3>(prm).applied;
+      if (std::get<4>(prm).applied) {
+        v.blur_sigma = std::get<4>(prm).inner.sigma;
+        v.blur_kernel = vo.blur.kernel_size;
+      }
+      const auto r = aug::photometric_rows(v, a.frames);
+      rows.insert(rows.end(), r.begin(), r.end());
+    }
+    return mscl::tensor<float>::from_vector({a.batch, a.frames, aug::photometric_columns}, rows);
+  };
+  const mscl::tensor<float> table_q = table(), table_k = table();
+  auto device_clip = [&](long channels, double lo, double hi) {
+    mscl::tensor<float> host = mscl::tensor<float>::empty({a.batch, channels, a.frames, a.size, a.size});
+    gen.fill_uniform(host.data(), host.numel(), lo, hi);
+    return mscl::to_device(host);
+  };
+  const auto rgb_q = device_clip(3, 0, 1), rgb_k = device_clip(3, 0, 1);
+  std::vector<mscl::tensor<float, mscl::cuda>> flows;
+  for (int i = 0; i < 4; ++i) flows.push_back(device_clip(2, -0.7, 0.7));
+  std::vector<double> times;
+  for (long it = 0; it < a.warmup + a.iters; ++it) {
+    mscl::cuda_control::synchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto q = aug::photometric_batch(rgb_q, table_q);
+    const auto k = aug::photometric_batch(rgb_k, table_k);
+    for (const auto& f : flows) (void)aug::color_code_flow_batch(f);
+    mscl::cuda_control::synchronize();
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (it >= a.warmup) times.push_back(ms);
+  }
+  print_result(a, "augment_stage", times);
+  return 0;
+}
+
 template <class Net>
 int run(Net& net, const args_t& a) {
   using dtensor = mscl::tensor<float, mscl::cuda>;
@@ -193,6 +255,7 @@ int main(int argc, char** argv) {
     mscl::cuda_control::settings().benchmark_conv_algorithms = a.benchmark;
     mscl::cuda_control::set_autocast_bf16(a.bf16);  // for the whole run: every step, warm-up included
     if (a.mode == "mscl") return run_mscl(a);
+    if (a.mode == "augment") return run_augment(a);
     if (a.arch == "r3d_18") {
       auto net = mscl::models::r3d_18<float, mscl::cuda>(400);
       return run(net, a);
