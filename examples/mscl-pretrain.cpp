@@ -17,8 +17,8 @@
 // default with --device cuda: about half of a loader worker's time per sample; --flow-coding host
 // keeps it in the loader), and so do the RGB views' jitter, grey, blur and normalisation
 // (--rgb-photometric device, the same default: the loader only crops and flips them and hands
-// over what it drew; --rgb-photometric host keeps them in the loader). --precision picks the GPU's float arithmetic: tf32 (default), fp32, or
-// bf16 autocast (docs/cuda.md).
+// over what it drew; --rgb-photometric host keeps them in the loader). --precision picks the
+// GPU's float arithmetic: tf32 (default), fp32, or bf16 autocast (docs/cuda.md).
 //
 // Data parallel: `mpirun -np W mscl-pretrain ...` (or `srun`) runs W ranks; "batch" is then the
 // per-rank batch, the global batch is W·batch (lr scaling and the config hash use it, so a run
